@@ -45,3 +45,16 @@ def headline(text: str, **values: Any) -> None:
     except ImportError:  # pragma: no cover
         pass
     print(f"Headline: {text} {json.dumps(record['values'])}")
+
+
+def setup_plots() -> None:
+    """The course's plot style: seaborn's whitegrid, modest size and resolution.
+
+    Keeps committed notebooks small (a figure is ~30–60 kB) and readable on the web.
+    """
+    import matplotlib as mpl
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    mpl.rcParams.update({"figure.figsize": (6.4, 3.6), "figure.dpi": 80, "savefig.dpi": 80,
+                         "axes.titleweight": "bold"})

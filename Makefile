@@ -1,0 +1,47 @@
+# The course in two commands:
+#   make course   set up, fetch the data, execute every notebook (laptop scale) -> build/
+#   make test     set up, fetch the data, unit tests + every notebook at smoke scale + nbval
+# Also: make lab (JupyterLab), make outputs (refresh committed outputs), make data, make bench.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.course-installed
+SCALE  ?= laptop
+
+.PHONY: course test lab outputs data bench setup clean help
+
+help:
+	@sed -n '1,6p' Makefile
+
+# The install runs again only when pyproject.toml changes (or the venv is new).
+# One pip call installs every pinned dependency, torch==2.13.0 (CPU wheel) included,
+# and course_lib itself in editable mode.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+data: $(STAMP)
+	$(BIN)/python -m course_lib.data fetch
+
+course: data
+	$(BIN)/python scripts/run_notebooks.py --scale $(SCALE)
+
+test: data
+	COURSE_SCALE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+
+lab: data
+	$(BIN)/jupyter lab notebooks/
+
+outputs: data
+	$(BIN)/python scripts/run_notebooks.py --scale laptop --inplace
+
+bench: data
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache

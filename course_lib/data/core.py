@@ -94,7 +94,7 @@ class Dataset:
             "median history": float(lengths.median()),
             "min history": int(lengths.min()),
             "max history": int(lengths.max()),
-            "top 10% items' share %": 100.0 * pop.iloc[:top10].sum() / len(inter),
+            "top 10% items' share %": float(100.0 * pop.iloc[:top10].sum() / len(inter)),
             "days": float((inter["timestamp"].max() - inter["timestamp"].min()) / 86400),
         }
 

@@ -1,0 +1,15 @@
+"""Sequential recommenders, one file per model (each reads like nanoGPT's ``model.py``).
+
+* :mod:`.sasrec` — SASRec, a causal transformer over the history (chapter 04), built from
+  the blocks of :mod:`course_lib.attention`.
+* :mod:`.gru4rec` — GRU4Rec, the recurrent baseline (chapter 04).
+* :mod:`.bert4rec` — BERT4Rec, masked item modelling on ``transformers.BertForMaskedLM`` (chapter 06).
+* :mod:`.gpt_rec` — a GPT-2 next-item model with ``generate()`` (chapter 06).
+
+Every model has the same interface, so the evaluator and :class:`course_lib.train.Trainer`
+treat them alike: ``training_loss(batch) -> scalar``, ``score(histories) -> (B, n_items + 1)``
+and ``score_fn(users, histories)`` for :func:`course_lib.evaluate.evaluate`.
+
+Import the module you need (``from course_lib.models.sasrec import SASRec, SASRecConfig``);
+this package imports nothing heavy itself.
+"""

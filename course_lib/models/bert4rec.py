@@ -1,0 +1,330 @@
+"""BERT4Rec: masked item modelling on Hugging Face ``transformers`` (``BertForMaskedLM``).
+
+BERT4Rec (Sun et al., CIKM 2019) treats a user's history as a sentence whose words are
+item ids and pre-trains it the way BERT pre-trains text: hide some items behind a
+``[MASK]`` token and predict them from **both** sides (a bidirectional encoder, no causal
+mask). To recommend, append ``[MASK]`` after the history and read the prediction there.
+
+The model *is* a ``transformers.BertForMaskedLM``: the checkpoint that ``save_pretrained``
+writes (``config.json`` + ``model.safetensors``) loads back with
+``BERT4Rec.from_pretrained`` and also with plain ``BertForMaskedLM.from_pretrained``.
+
+Item vocabulary (``vocab_size = n_items + 2``)::
+
+    0              padding ([PAD]; never recommended, never a target)
+    1 .. n_items   the items, with the internal ids of LeaveOneOutSplit
+    n_items + 1    [MASK]
+
+Shapes: ``B`` batch, ``T`` sequence length (``max_len``), ``H`` hidden size,
+``V = n_items + 2`` vocabulary, ``M`` the number of masked positions in a batch.
+
+The masked-only loss
+--------------------
+``BertForMaskedLM(labels=...)`` applies the output head (``H -> V``, a dense layer, GELU,
+LayerNorm and the decoder tied to the item embeddings) at **every** position, then
+ignores the unmasked ones (label ``-100``). With 20 % masking, 80 % of that work is thrown
+away. :meth:`BERT4Rec.mlm_loss` gathers the ``M`` masked hidden states first and applies
+the head to ``(M, H)`` only; the loss is the same number (``tests/test_bert4rec.py``).
+
+Item text as side input
+-----------------------
+With ``text_dim > 0`` every item also has a fixed text vector ``t_i`` (e.g. all-MiniLM-L6-v2
+of its title, :mod:`course_lib.text`) stored in the buffer ``item_text`` ``(V, text_dim)``,
+and the item's representation becomes ``e_i = E_id[i] + W t_i`` with a learned ``W``
+(``text_proj``, ``text_dim -> H``). ``e_i`` embeds the input *and* scores the output (tied),
+so an item that was never trained on still gets a meaningful ``W t_i`` from its text: the
+cold-start path. Two helpers make that path work:
+
+* :meth:`BERT4Rec.block_items` keeps given items out of the training softmax (items that
+  "do not exist yet" get no gradient, not even as negatives), and :meth:`BERT4Rec.forget_items`
+  sets their ID embeddings and output biases to zero: all the model knows of them is their text.
+* ``id_dropout = p`` (as DropoutNet, Volkovs et al. 2017): in each training step every
+  item's ID embedding and bias are dropped (set to zero) with probability ``p``, so the
+  model also learns to score items from their text alone, as it must for cold items.
+
+>>> from course_lib.models.bert4rec import BERT4Rec, MaskedItemCollator
+>>> model = BERT4Rec.for_items(n_items=3416, max_len=200)     # the paper's ML-1M setting
+>>> collate = MaskedItemCollator(n_items=3416, max_len=200, mask_prob=0.2)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import BertConfig, BertForMaskedLM
+
+from ..data.protocol import PAD, pad_sequences
+
+IGNORE = -100  # label of positions that do not count in the loss (PyTorch's default ignore_index)
+
+
+def bert4rec_config(n_items: int, *, max_len: int = 200, hidden_size: int = 64, num_layers: int = 2,
+                    num_heads: int = 2, intermediate_size: int | None = None, dropout: float = 0.1,
+                    text_dim: int = 0, id_dropout: float = 0.0, attn_implementation: str = "sdpa",
+                    **extra) -> BertConfig:
+    """A ``BertConfig`` for an item vocabulary of ``n_items`` (defaults: the paper's ML-1M model).
+
+    Sun et al. (2019) use 2 layers, 2 heads, hidden size 64, inner size ``4 H``, dropout 0.1,
+    ``max_len`` 200 on ML-1M. ``text_dim > 0`` adds the text side input and ``id_dropout``
+    its ID dropout (module docstring).
+    ``attn_implementation``: ``"sdpa"`` (PyTorch's fused
+    ``scaled_dot_product_attention``) or ``"eager"`` (the textbook matmul–softmax–matmul).
+    """
+    if n_items < 1:
+        raise ValueError(f"n_items must be >= 1, got {n_items}")
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+    if not 0.0 <= id_dropout < 1.0 or (id_dropout and not text_dim):
+        raise ValueError(f"id_dropout must be in [0, 1) and needs text_dim > 0; got {id_dropout} with text_dim={text_dim}")
+    return BertConfig(
+        vocab_size=n_items + 2, hidden_size=hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=num_heads, intermediate_size=intermediate_size or 4 * hidden_size,
+        hidden_act="gelu", hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+        max_position_embeddings=max_len, type_vocab_size=1, pad_token_id=PAD,
+        n_items=n_items, mask_token_id=n_items + 1, max_len=max_len, text_dim=int(text_dim),
+        id_dropout=float(id_dropout),
+        attn_implementation=attn_implementation, **extra,
+    )
+
+
+class BERT4Rec(BertForMaskedLM):
+    """``BertForMaskedLM`` over items, with the recommendation-specific pieces.
+
+    * :meth:`mlm_loss`: masked item modelling loss (masked positions only, or the full head);
+    * :meth:`score` / :meth:`score_fn`: next-item scores ``(B, n_items + 1)`` for the evaluator;
+    * :attr:`item_embeddings`: the ``(n_items + 1, H)`` item table (row 0 = padding).
+    """
+
+    config_class = BertConfig
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        text_dim = int(getattr(config, "text_dim", 0) or 0)
+        self.text_proj = None
+        if text_dim:
+            self.text_proj = torch.nn.Linear(text_dim, config.hidden_size, bias=False)
+            torch.nn.init.normal_(self.text_proj.weight, std=config.initializer_range)
+            self.register_buffer("item_text", torch.zeros(config.vocab_size, text_dim))
+        self._blocked: torch.Tensor | None = None
+
+    @classmethod
+    def for_items(cls, n_items: int, **config_kwargs) -> "BERT4Rec":
+        """A randomly initialised model; keyword arguments go to :func:`bert4rec_config`."""
+        return cls(bert4rec_config(n_items, **config_kwargs))
+
+    # ------------------------------------------------------------------ vocabulary
+    @property
+    def n_items(self) -> int:
+        return int(self.config.n_items)
+
+    @property
+    def mask_id(self) -> int:
+        return int(self.config.mask_token_id)
+
+    @property
+    def max_len(self) -> int:
+        return int(self.config.max_position_embeddings)
+
+    @property
+    def item_embeddings(self) -> torch.Tensor:
+        """``(n_items + 1, H)`` the input (= tied output) embeddings of padding and items."""
+        return self.item_table()[: self.n_items + 1]
+
+    # ------------------------------------------------------------------ item text
+    @property
+    def has_text(self) -> bool:
+        return self.text_proj is not None
+
+    def set_item_text(self, vectors: np.ndarray | torch.Tensor) -> None:
+        """Store the items' text vectors: ``(n_items + 1, text_dim)`` (row 0 = padding) or ``(n_items, text_dim)``."""
+        if not self.has_text:
+            raise ValueError("this model has no text side input; build it with text_dim=<size of the text vectors>")
+        v = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
+        if v.dim() != 2 or v.shape[1] != self.item_text.shape[1] or v.shape[0] not in (self.n_items, self.n_items + 1):
+            raise ValueError(f"text vectors must be (n_items [+ 1], {self.item_text.shape[1]}) = "
+                             f"({self.n_items} or {self.n_items + 1}, {self.item_text.shape[1]}); got {tuple(v.shape)}")
+        if v.shape[0] == self.n_items:
+            v = torch.cat([torch.zeros(1, v.shape[1]), v])
+        with torch.no_grad():
+            self.item_text.zero_()
+            self.item_text[: self.n_items + 1] = v.to(self.item_text.device)
+            self.item_text[PAD] = 0.0
+
+    def item_table(self, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``(V, H)`` every token's representation: ``E_id`` (plus ``W t`` with text side input).
+
+        ``keep`` ``(V,)`` 0/1: which ID embeddings to keep (ID dropout); default all.
+        """
+        table = self.bert.embeddings.word_embeddings.weight                     # (V, H)
+        if keep is not None:
+            table = table * keep[:, None]
+        if self.has_text:
+            table = table + self.text_proj(self.item_text)                     # (V, H)
+        return table
+
+    def forget_items(self, items: Sequence[int] | np.ndarray) -> None:
+        """Zero the ID embeddings and output biases of ``items`` (what is left is their text)."""
+        idx = torch.as_tensor(np.asarray(items, dtype=np.int64))
+        with torch.no_grad():
+            self.bert.embeddings.word_embeddings.weight[idx] = 0.0
+            self.cls.predictions.bias[idx] = 0.0
+
+    def _id_keep(self) -> torch.Tensor | None:
+        """A fresh ID-dropout mask ``(V,)`` while training with ``id_dropout > 0``, else ``None``."""
+        p = float(getattr(self.config, "id_dropout", 0.0) or 0.0)
+        if not (self.training and p > 0):
+            return None
+        keep = (torch.rand(self.config.vocab_size, device=self.device) >= p).float()
+        keep[PAD] = 1.0
+        keep[self.mask_id] = 1.0
+        return keep
+
+    def block_items(self, items: Sequence[int] | np.ndarray | None) -> None:
+        """Keep ``items`` out of the training softmax (``None`` lifts the block). Not saved."""
+        if items is None:
+            self._blocked = None
+            return
+        mask = torch.zeros(self.config.vocab_size, dtype=torch.bool)
+        mask[torch.as_tensor(np.asarray(items, dtype=np.int64))] = True
+        self._blocked = mask
+
+    def _logits(self, hidden: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Output head: ``(..., H)`` hidden states → ``(..., V)`` scores of every token."""
+        if not self.has_text:
+            return self.cls(hidden)
+        pred = self.cls.predictions
+        bias = pred.bias if keep is None else pred.bias * keep
+        return pred.transform(hidden) @ self.item_table(keep).T + bias
+
+    # ------------------------------------------------------------------ training
+    def encode(self, input_ids: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, T)`` item ids (0 = padding) → ``(B, T, H)`` contextual hidden states."""
+        attention_mask = (input_ids != PAD).long()                             # (B, T)
+        if self.has_text:
+            embeds = F.embedding(input_ids, self.item_table(keep))             # (B, T, H)
+            return self.bert(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def mlm_loss(self, input_ids: torch.Tensor, labels: torch.Tensor, *, masked_only: bool = True) -> torch.Tensor:
+        """Mean cross-entropy of the masked items.
+
+        Args:
+            input_ids: ``(B, T)`` items with some replaced by ``[MASK]``.
+            labels: ``(B, T)`` the hidden item at masked positions, ``-100`` elsewhere.
+            masked_only: apply the output head to the ``M`` masked positions only (fast);
+                ``False`` runs ``BertForMaskedLM``'s own loss, with the head at all ``B T``
+                positions. Both give the same value.
+        """
+        if masked_only:
+            keep = self._id_keep()                                             # (V,) or None
+            hidden = self.encode(input_ids, keep)                              # (B, T, H)
+            sel = labels != IGNORE                                             # (B, T)
+            logits = self._logits(hidden[sel], keep)                           # (M, V)
+            if self._blocked is not None:
+                logits = logits.masked_fill(self._blocked.to(logits.device), -torch.inf)
+            return F.cross_entropy(logits, labels[sel])
+        if self.has_text or self._blocked is not None:
+            raise ValueError("masked_only=False runs BertForMaskedLM's own head, which knows neither the "
+                             "text side input nor blocked items; use masked_only=True")
+        attention_mask = (input_ids != PAD).long()
+        return self(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Loss of a batch from :class:`MaskedItemCollator` (the hook the training loops call)."""
+        return self.mlm_loss(batch["input_ids"], batch["labels"])
+
+    # ------------------------------------------------------------------ inference
+    def score(self, histories: torch.Tensor) -> torch.Tensor:
+        """Next-item scores: ``(B, L)`` left-padded histories → ``(B, n_items + 1)`` logits.
+
+        The last ``max_len - 1`` items are kept and ``[MASK]`` is appended; the head's output
+        at that position scores every item (column 0, padding, is left for the evaluator to
+        mask).
+        """
+        histories = histories.to(self.device)
+        keep = histories[:, -(self.max_len - 1):]                              # (B, T - 1)
+        mask_col = torch.full((len(keep), 1), self.mask_id, dtype=keep.dtype, device=keep.device)
+        x = torch.cat([keep, mask_col], dim=1)                                 # (B, T')
+        if x.shape[1] < self.max_len:                                          # short input: left-pad
+            x = F.pad(x, (self.max_len - x.shape[1], 0), value=PAD)
+        hidden = self.encode(x)[:, -1]                                         # (B, H)
+        return self._logits(hidden)[:, : self.n_items + 1]                     # (B, n_items + 1)
+
+    def score_fn(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        """``score_fn(users, histories)`` for :func:`course_lib.evaluate.evaluate` (eval mode, no grad)."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            out = self.score(histories)
+        self.train(was_training)
+        return out
+
+
+class MaskedItemCollator:
+    """Turn item sequences into masked-item-modelling batches.
+
+    Each sequence is cut to its last ``max_len`` items (or, with ``crop="random"``, to a
+    random window of ``max_len`` consecutive items, so long histories contribute all their
+    items over the epochs), left-padded, then masked:
+
+    * with probability ``last_item_prob`` only the **last** item is masked (the exact
+      situation of inference: predict what comes after the history; BERT4Rec adds such
+      samples, and it is the *fine-tuning* objective);
+    * otherwise each item is masked with probability ``mask_prob`` (at least one per
+      sequence). BERT's 80/10/10 rule (80 % ``[MASK]``, 10 % a random token, 10 % unchanged)
+      is available with ``random_prob`` / ``keep_prob``; BERT4Rec's code always uses ``[MASK]``.
+
+    Returns ``{"input_ids": (B, T), "labels": (B, T)}`` LongTensors; ``labels`` is the hidden
+    item at masked positions and ``-100`` elsewhere.
+    """
+
+    def __init__(self, n_items: int, max_len: int, *, mask_prob: float = 0.2, last_item_prob: float = 0.0,
+                 random_prob: float = 0.0, keep_prob: float = 0.0, crop: str = "last",
+                 seed: int | None = None) -> None:
+        if not 0.0 < mask_prob <= 1.0:
+            raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob}")
+        if not 0.0 <= last_item_prob <= 1.0:
+            raise ValueError(f"last_item_prob must be in [0, 1], got {last_item_prob}")
+        if random_prob < 0 or keep_prob < 0 or random_prob + keep_prob >= 1.0:
+            raise ValueError("random_prob and keep_prob must be >= 0 and sum to less than 1")
+        if crop not in ("last", "random"):
+            raise ValueError(f"crop must be 'last' or 'random', got {crop!r}")
+        self.n_items, self.max_len, self.mask_id = int(n_items), int(max_len), int(n_items) + 1
+        self.mask_prob, self.last_item_prob = float(mask_prob), float(last_item_prob)
+        self.random_prob, self.keep_prob, self.crop = float(random_prob), float(keep_prob), crop
+        self.rng = np.random.default_rng(seed)
+
+    def _window(self, seq: np.ndarray) -> np.ndarray:
+        if self.crop == "random" and len(seq) > self.max_len:
+            start = int(self.rng.integers(0, len(seq) - self.max_len + 1))
+            return seq[start:start + self.max_len]
+        return seq[-self.max_len:]
+
+    def __call__(self, seqs: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        x = pad_sequences([self._window(np.asarray(s, dtype=np.int64)) for s in seqs], self.max_len).numpy()
+        real = x != PAD                                                         # (B, T)
+        if not real.any(axis=1).all():
+            raise ValueError("a sequence in the batch is empty; drop users without training items")
+        B, T = x.shape
+        masked = (self.rng.random((B, T)) < self.mask_prob) & real
+        # At least one masked item per sequence: if none was drawn, mask one real position at random.
+        for row in np.flatnonzero(~masked.any(axis=1)):
+            cols = np.flatnonzero(real[row])
+            masked[row, self.rng.choice(cols)] = True
+        last_only = self.rng.random(B) < self.last_item_prob
+        masked[last_only] = False
+        masked[last_only, T - 1] = True                                        # left padding: last column is the last item
+        labels = np.where(masked, x, IGNORE)
+        inputs = x.copy()
+        u = self.rng.random((B, T))
+        use_mask = masked & ((u >= self.random_prob + self.keep_prob) | last_only[:, None])
+        use_random = masked & (u < self.random_prob) & ~last_only[:, None]
+        inputs[use_mask] = self.mask_id
+        inputs[use_random] = self.rng.integers(1, self.n_items + 1, size=int(use_random.sum()))
+        return {"input_ids": torch.from_numpy(inputs), "labels": torch.from_numpy(labels)}
+
+
+__all__ = ["BERT4Rec", "IGNORE", "MaskedItemCollator", "bert4rec_config"]

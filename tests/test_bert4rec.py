@@ -1,0 +1,194 @@
+"""BERT4Rec on transformers: the collator, the masked-only loss, scoring, HF round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import BertForMaskedLM
+from transformers.utils import logging as hf_logging
+
+from course_lib.data import leave_one_out, pad_sequences
+from course_lib.evaluate import evaluate
+from course_lib.models.bert4rec import IGNORE, BERT4Rec, MaskedItemCollator, bert4rec_config
+
+hf_logging.disable_progress_bar()
+N_ITEMS, MAX_LEN = 40, 12
+
+
+@pytest.fixture
+def model() -> BERT4Rec:
+    torch.manual_seed(0)
+    return BERT4Rec.for_items(N_ITEMS, max_len=MAX_LEN, hidden_size=16, num_heads=2).eval()
+
+
+def _seqs(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.choice(np.arange(1, N_ITEMS + 1), size=rng.integers(2, 30), replace=False) for _ in range(n)]
+
+
+# ------------------------------------------------------------------ vocabulary and config
+def test_vocabulary_layout():
+    cfg = bert4rec_config(100, max_len=50)
+    assert cfg.vocab_size == 102 and cfg.pad_token_id == 0 and cfg.mask_token_id == 101
+    assert cfg.max_position_embeddings == 50 and cfg.hidden_size == 64 and cfg.num_hidden_layers == 2
+    assert cfg.intermediate_size == 256
+    with pytest.raises(ValueError, match="divisible"):
+        bert4rec_config(10, hidden_size=30, num_heads=4)
+
+
+# ------------------------------------------------------------------ collator
+def test_collator_masks_only_real_items_and_labels_them():
+    seqs = _seqs(200)
+    batch = MaskedItemCollator(N_ITEMS, MAX_LEN, mask_prob=0.3, seed=1)(seqs)
+    x, y = batch["input_ids"].numpy(), batch["labels"].numpy()
+    original = pad_sequences(seqs, MAX_LEN).numpy()
+    masked = y != IGNORE
+    assert (x[masked] == N_ITEMS + 1).all(), "masked positions hold [MASK]"
+    assert (y[masked] == original[masked]).all(), "labels are the hidden items"
+    assert (x[~masked] == original[~masked]).all(), "everything else is untouched"
+    assert (original[masked] != 0).all(), "padding is never masked"
+    assert masked.any(axis=1).all(), "at least one masked item per sequence"
+    rate = masked.sum() / (original != 0).sum()
+    assert 0.25 < rate < 0.37  # 0.3 plus the forced ones, minus noise
+
+
+def test_last_item_masking_is_the_inference_situation():
+    seqs = _seqs(50)
+    batch = MaskedItemCollator(N_ITEMS, MAX_LEN, last_item_prob=1.0, seed=0)(seqs)
+    y = batch["labels"].numpy()
+    assert ((y != IGNORE).sum(axis=1) == 1).all()
+    assert (y[:, -1] == [s[-1] for s in seqs]).all()
+    assert (batch["input_ids"][:, -1] == N_ITEMS + 1).all()
+
+
+def test_bert_80_10_10_rule():
+    seqs = [np.arange(1, N_ITEMS + 1)] * 400
+    col = MaskedItemCollator(N_ITEMS, N_ITEMS, mask_prob=0.5, random_prob=0.1, keep_prob=0.1, seed=0)
+    b = col(seqs)
+    x, y = b["input_ids"].numpy(), b["labels"].numpy()
+    m = y != IGNORE
+    share_mask = (x[m] == N_ITEMS + 1).mean()
+    share_keep = (x[m] == y[m]).mean()
+    assert abs(share_mask - 0.8) < 0.02 and abs(share_keep - 0.1 - 0.1 / N_ITEMS) < 0.02
+
+
+def test_random_crop_gives_contiguous_windows():
+    seq = np.arange(1, 31)
+    col = MaskedItemCollator(N_ITEMS, 8, crop="random", seed=0, mask_prob=0.2)
+    starts = set()
+    for _ in range(30):
+        b = col([seq])
+        window = torch.where(b["labels"] != IGNORE, b["labels"], b["input_ids"])[0].numpy()
+        assert (np.diff(window) == 1).all()
+        starts.add(int(window[0]))
+    assert len(starts) > 5
+
+
+def test_collator_rejects_bad_settings():
+    with pytest.raises(ValueError, match="mask_prob"):
+        MaskedItemCollator(10, 5, mask_prob=0.0)
+    with pytest.raises(ValueError, match="empty"):
+        MaskedItemCollator(10, 5)([[1, 2], []])
+
+
+# ------------------------------------------------------------------ the loss
+def test_masked_only_loss_equals_full_head_loss(model):
+    batch = MaskedItemCollator(N_ITEMS, MAX_LEN, mask_prob=0.25, seed=3)(_seqs(16))
+    fast = model.mlm_loss(batch["input_ids"], batch["labels"])
+    full = model.mlm_loss(batch["input_ids"], batch["labels"], masked_only=False)
+    # Independent reference: every position's logits from the HF forward, then CE at masked ones.
+    logits = model(input_ids=batch["input_ids"], attention_mask=(batch["input_ids"] != 0).long()).logits
+    sel = batch["labels"] != IGNORE
+    ref = F.cross_entropy(logits[sel], batch["labels"][sel])
+    torch.testing.assert_close(fast, ref)
+    torch.testing.assert_close(full, ref)
+
+
+def test_masked_only_gradients_match(model):
+    model.train()
+    batch = MaskedItemCollator(N_ITEMS, MAX_LEN, seed=4)(_seqs(8))
+    grads = []
+    for masked_only in (True, False):
+        model.zero_grad()
+        torch.manual_seed(0)  # same dropout masks
+        model.mlm_loss(batch["input_ids"], batch["labels"], masked_only=masked_only).backward()
+        grads.append(model.bert.embeddings.word_embeddings.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+# ------------------------------------------------------------------ scoring
+def test_score_is_the_prediction_at_an_appended_mask(model):
+    hist = pad_sequences([[3, 4, 5], [7]], 6)
+    scores = model.score(hist)
+    assert scores.shape == (2, N_ITEMS + 1)
+    x = pad_sequences([[3, 4, 5, N_ITEMS + 1], [7, N_ITEMS + 1]], MAX_LEN)
+    ref = model(input_ids=x, attention_mask=(x != 0).long()).logits[:, -1, : N_ITEMS + 1]
+    torch.testing.assert_close(scores, ref)
+    # the width of the padded input does not matter, nor does history older than max_len - 1
+    torch.testing.assert_close(model.score(pad_sequences([[3, 4, 5], [7]], 30)), scores)
+    long = list(range(1, 30))
+    torch.testing.assert_close(model.score(pad_sequences([long], 40)), model.score(pad_sequences([long[-(MAX_LEN - 1):]], 40)))
+
+
+def test_encoder_is_bidirectional(model):
+    a = pad_sequences([[1, 2, 3, 4]], MAX_LEN)
+    b = pad_sequences([[1, 2, 3, 9]], MAX_LEN)
+    ha, hb = model.encode(a), model.encode(b)
+    assert not torch.allclose(ha[0, -4], hb[0, -4]), "the first item sees the last one (no causal mask)"
+
+
+def test_sdpa_and_eager_attention_agree():
+    torch.manual_seed(0)
+    m1 = BERT4Rec.for_items(N_ITEMS, max_len=MAX_LEN, hidden_size=16, attn_implementation="sdpa").eval()
+    m2 = BERT4Rec(bert4rec_config(N_ITEMS, max_len=MAX_LEN, hidden_size=16, attn_implementation="eager")).eval()
+    m2.load_state_dict(m1.state_dict())
+    hist = pad_sequences(_seqs(5), 20)
+    torch.testing.assert_close(m1.score(hist), m2.score(hist), rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ Hugging Face round trip
+def test_save_pretrained_round_trip(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert "model.safetensors" in files and "config.json" in files
+    assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files), "no pickles"
+    loaded = BERT4Rec.from_pretrained(tmp_path).eval()
+    assert loaded.n_items == N_ITEMS and loaded.mask_id == N_ITEMS + 1 and loaded.max_len == MAX_LEN
+    hist = pad_sequences(_seqs(6), 20)
+    assert torch.equal(loaded.score(hist), model.score(hist))
+    # The checkpoint is a plain BERT: transformers' own class reads it too.
+    plain = BertForMaskedLM.from_pretrained(tmp_path).eval()
+    x = pad_sequences([[1, 2, N_ITEMS + 1]], MAX_LEN)
+    assert torch.equal(plain(input_ids=x, attention_mask=(x != 0).long()).logits,
+                       model(input_ids=x, attention_mask=(x != 0).long()).logits)
+    assert plain.cls.predictions.decoder.weight.data_ptr() == plain.bert.embeddings.word_embeddings.weight.data_ptr()
+
+
+# ------------------------------------------------------------------ learning and the evaluator
+def test_learns_a_planted_order_and_plugs_into_the_evaluator():
+    """Users walk the items in a cycle 1→2→…→30→1; a tiny BERT4Rec must learn the next step."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(120):
+        start, length = rng.integers(1, 31), rng.integers(6, 12)
+        items = [(start + i - 1) % 30 + 1 for i in range(length)]
+        rows += [(u, it, t) for t, it in enumerate(items)]
+    split = leave_one_out(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]))
+    torch.manual_seed(0)
+    model = BERT4Rec.for_items(split.n_items, max_len=12, hidden_size=32, dropout=0.0)
+    collate = MaskedItemCollator(split.n_items, 12, mask_prob=0.3, last_item_prob=0.2, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    before = evaluate(model.score_fn, split, "test", ks=(1,), max_len=12, device="cpu")["HR@1"]
+    model.train()
+    for step in range(300):
+        idx = rng.choice(split.n_users, 32)
+        loss = model.training_loss(collate([split.history("test")[i] for i in idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = evaluate(model.score_fn, split, "test", ks=(1,), max_len=12, device="cpu")["HR@1"]
+    assert model.training, "score_fn restores the training mode"
+    assert before < 0.1 and after > 0.8, (before, after)  # chance: about 1 in 20

@@ -183,7 +183,7 @@ def test_learns_a_planted_order_and_plugs_into_the_evaluator():
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     before = evaluate(model.score_fn, split, "test", ks=(1,), max_len=12, device="cpu")["HR@1"]
     model.train()
-    for step in range(300):
+    for step in range(600):
         idx = rng.choice(split.n_users, 32)
         loss = model.training_loss(collate([split.history("test")[i] for i in idx]))
         opt.zero_grad()
@@ -192,3 +192,100 @@ def test_learns_a_planted_order_and_plugs_into_the_evaluator():
     after = evaluate(model.score_fn, split, "test", ks=(1,), max_len=12, device="cpu")["HR@1"]
     assert model.training, "score_fn restores the training mode"
     assert before < 0.1 and after > 0.8, (before, after)  # chance: about 1 in 20
+
+
+# ------------------------------------------------------------------ item text, cold items, sub-catalogues
+def _text_model(text_dim: int = 6, **kw) -> BERT4Rec:
+    torch.manual_seed(0)
+    model = BERT4Rec.for_items(N_ITEMS, max_len=MAX_LEN, hidden_size=16, text_dim=text_dim, **kw).eval()
+    model.set_item_text(torch.randn(N_ITEMS, text_dim))
+    return model
+
+
+def test_text_side_input_is_added_to_the_id_embedding():
+    model = _text_model()
+    E, W, T = (model.bert.embeddings.word_embeddings.weight, model.text_proj.weight, model.item_text)
+    torch.testing.assert_close(model.item_embeddings, (E + T @ W.T)[: N_ITEMS + 1])
+    assert torch.equal(model.item_text[0], torch.zeros(6)), "padding has no text"
+    # Independent reference of a score: BERT on the summed embeddings, then transform · table + bias.
+    hist = pad_sequences([[3, 4, 5]], MAX_LEN - 1)
+    x = torch.cat([hist, torch.tensor([[model.mask_id]])], dim=1)
+    table = E + T @ W.T
+    h = model.bert(inputs_embeds=table[x], attention_mask=(x != 0).long()).last_hidden_state[:, -1]
+    ref = model.cls.predictions.transform(h) @ table.T + model.cls.predictions.bias
+    torch.testing.assert_close(model.score(hist), ref[:, : N_ITEMS + 1])
+    with pytest.raises(ValueError, match="text vectors must be"):
+        model.set_item_text(torch.zeros(N_ITEMS, 5))
+
+
+def test_forgotten_items_are_scored_by_their_text_alone():
+    model = _text_model()
+    model.forget_items([7, 8])
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight[7], torch.zeros(16))
+    # give items 7 and 8 identical texts: with no ID left, they get identical scores
+    text = model.item_text.clone()
+    text[8] = text[7]
+    model.set_item_text(text[: N_ITEMS + 1])
+    s = model.score(pad_sequences([[1, 2, 3]], MAX_LEN))
+    torch.testing.assert_close(s[:, 7], s[:, 8])
+
+
+def test_blocked_items_get_no_gradient_and_are_out_of_the_softmax():
+    model = _text_model().train()
+    model.block_items([5, 6])
+    batch = MaskedItemCollator(N_ITEMS, MAX_LEN, seed=0)([s[~np.isin(s, [5, 6])] for s in _seqs(16)])
+    loss = model.training_loss(batch)
+    loss.backward()
+    assert torch.equal(model.cls.predictions.bias.grad[[5, 6]], torch.zeros(2))
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight.grad[[5, 6]], torch.zeros(2, 16))
+    # the same loss by hand: cross-entropy over the vocabulary without columns 5 and 6
+    model.eval()
+    model.block_items(None)
+    torch.manual_seed(0)
+    sel = batch["labels"] != IGNORE
+    logits = model._logits(model.encode(batch["input_ids"])[sel])
+    keep = [i for i in range(model.config.vocab_size) if i not in (5, 6)]
+    remap = {v: k for k, v in enumerate(keep)}
+    ref = F.cross_entropy(logits[:, keep], torch.tensor([remap[int(t)] for t in batch["labels"][sel]]))
+    model.block_items([5, 6])
+    torch.testing.assert_close(model.training_loss(batch), ref)
+
+
+def test_id_dropout_only_while_training():
+    model = _text_model(id_dropout=0.5)
+    hist = pad_sequences([[1, 2, 3]], MAX_LEN)
+    torch.testing.assert_close(model.score(hist), model.score(hist))  # eval: deterministic, no ID dropout
+    model.train()
+    keep = model._id_keep()
+    assert keep[0] == 1 and keep[model.mask_id] == 1 and 0.2 < keep[1:-1].mean() < 0.8
+    with pytest.raises(ValueError, match="id_dropout"):
+        bert4rec_config(10, id_dropout=0.3)  # needs text_dim
+
+
+def test_text_model_round_trip(tmp_path):
+    model = _text_model()
+    model.save_pretrained(tmp_path)
+    loaded = BERT4Rec.from_pretrained(tmp_path).eval()
+    assert loaded.has_text and torch.equal(loaded.item_text, model.item_text)
+    hist = pad_sequences(_seqs(4), 20)
+    assert torch.equal(loaded.score(hist), model.score(hist))
+
+
+@pytest.mark.parametrize("text_dim", [0, 6])
+def test_sub_catalogue_scores_are_the_parent_columns(text_dim):
+    model = _text_model(text_dim) if text_dim else BERT4Rec.for_items(N_ITEMS, max_len=MAX_LEN, hidden_size=16).eval()
+    items = np.array([9, 2, 31, 17, 5, 40])
+    sub = model.sub_catalogue(items)
+    assert sub.n_items == 6 and sub.mask_id == 7 and not sub.training
+    parent_hist = pad_sequences([[2, 31, 17], [40, 9], [5]], 8)
+    lookup = np.zeros(N_ITEMS + 1, dtype=np.int64)
+    lookup[items] = np.arange(1, 7)
+    sub_hist = torch.from_numpy(lookup[parent_hist.numpy()])
+    torch.testing.assert_close(sub.score(sub_hist), model.score(parent_hist)[:, np.concatenate([[0], items])])
+    # a copy: training the sub-model leaves the parent as it was
+    before = model.bert.encoder.layer[0].attention.self.query.weight.clone()
+    with torch.no_grad():
+        sub.bert.encoder.layer[0].attention.self.query.weight.add_(1.0)
+    assert torch.equal(model.bert.encoder.layer[0].attention.self.query.weight, before)
+    with pytest.raises(ValueError, match="distinct item ids"):
+        model.sub_catalogue([0, 3])

@@ -172,6 +172,33 @@ class BERT4Rec(BertForMaskedLM):
             self.bert.embeddings.word_embeddings.weight[idx] = 0.0
             self.cls.predictions.bias[idx] = 0.0
 
+    def sub_catalogue(self, items: Sequence[int] | np.ndarray) -> "BERT4Rec":
+        """A copy of the model over a smaller vocabulary: ``items`` (this model's ids) become ``1..len(items)``.
+
+        Everything that does not depend on the vocabulary (the transformer blocks, positions,
+        the head's transform, the text projection) is copied unchanged; the rows of the
+        vocabulary tables (ID embeddings, output bias, text vectors) of padding, ``items``
+        and ``[MASK]`` are gathered in that order. In eval mode the copy's scores of a
+        history of ``items`` are this model's scores of the same history, restricted to the
+        columns of ``items``. It is how a model pretrained on a whole catalogue is
+        fine-tuned on one category, with the category's own item ids.
+        """
+        import copy
+
+        items = np.asarray(items, dtype=np.int64).ravel()
+        if len(items) == 0 or items.min() < 1 or items.max() > self.n_items or len(np.unique(items)) != len(items):
+            raise ValueError(f"items must be distinct item ids in 1..{self.n_items}; got {len(items)} ids "
+                             f"in [{items.min() if len(items) else '-'}, {items.max() if len(items) else '-'}]")
+        index = torch.as_tensor(np.concatenate([[PAD], items, [self.mask_id]]))             # (n + 2,)
+        config = copy.deepcopy(self.config)
+        config.vocab_size, config.n_items, config.mask_token_id = len(items) + 2, len(items), len(items) + 1
+        sub = type(self)(config)
+        vocab_tables = ("word_embeddings.weight", "predictions.bias", "predictions.decoder.weight",
+                        "predictions.decoder.bias", "item_text")
+        state = {k: (v[index.to(v.device)] if k.endswith(vocab_tables) else v) for k, v in self.state_dict().items()}
+        sub.load_state_dict(state)
+        return sub.to(self.device).train(self.training)
+
     def _id_keep(self) -> torch.Tensor | None:
         """A fresh ID-dropout mask ``(V,)`` while training with ``id_dropout > 0``, else ``None``."""
         p = float(getattr(self.config, "id_dropout", 0.0) or 0.0)

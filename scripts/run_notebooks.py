@@ -65,7 +65,10 @@ def scrub(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def run_one(path: Path, scale: str, out_dir: Path | None, inplace: bool, timeout: int) -> dict:
-    target = path if inplace else out_dir / path.name
+    # Always execute into out_dir: a failed or interrupted run must not overwrite the notebook
+    # in notebooks/ with half of its outputs. With --inplace, a successful run is copied back.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / path.name
     env_scale = os.environ.get("COURSE_SCALE")
     os.environ["COURSE_SCALE"] = scale  # the parameters cell reads it; no injected cell needed
     start = time.perf_counter()
@@ -90,7 +93,7 @@ def run_one(path: Path, scale: str, out_dir: Path | None, inplace: bool, timeout
         nb = nbformat.read(target, as_version=4)
         headline = headline_of(nb)
         if status == "ok":
-            nbformat.write(scrub(nb), target)
+            nbformat.write(scrub(nb), path if inplace else target)
     return {"notebook": path.name, "status": status, "minutes": round(minutes, 2),
             "headline": headline, "error": error}
 

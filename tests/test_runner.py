@@ -41,3 +41,21 @@ def test_scrub_removes_machine_paths_and_timings():
 def test_find_notebooks_filters_by_prefix():
     found = runner.find_notebooks(["00"])
     assert [p.name[:2] for p in found] == ["00"]
+
+
+def test_inplace_run_never_overwrites_a_notebook_with_a_failed_run(tmp_path):
+    src = tmp_path / "99_broken.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, src)
+    before = src.read_bytes()
+    row = runner.run_one(src, "smoke", tmp_path / "out", inplace=True, timeout=120)
+    assert row["status"] == "FAILED" and "boom" in row["error"]
+    assert src.read_bytes() == before, "a failed --inplace run must leave the notebook as it was"
+    # a good run is copied back, with its outputs
+    nb.cells = nb.cells[:1] + [nbformat.v4.new_code_cell("print(x + 1)")]
+    nbformat.write(nb, src)
+    row = runner.run_one(src, "smoke", tmp_path / "out", inplace=True, timeout=120)
+    assert row["status"] == "ok"
+    assert nbformat.read(src, as_version=4).cells[1].outputs[0]["text"].strip() == "2"

@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=1200.0, help="seconds of training")
     parser.add_argument("--every", type=float, default=240.0, help="validate every this many seconds of training")
     args = parser.parse_args()
+    os.chdir(ROOT / "build" / "peer_recbole")  # RecBole writes log/ and log_tensorboard/ into the working directory
     name = f"{args.dataset}-loo"
     data_dir = ROOT / "build" / "peer_recbole" / "data"
     config = Config(model="SASRec", dataset=name, config_dict={

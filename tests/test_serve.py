@@ -321,3 +321,33 @@ def test_cli_explains_a_missing_bundle(tmp_path):
     out = subprocess.run([sys.executable, "-m", "course_lib.serve", "--checkpoint", str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "no serving bundle" in out.stderr
+
+
+class Exploding(Stand):
+    """A model with a bug that shows only on some inputs (item 9 in the history)."""
+
+    def score(self, h: torch.Tensor) -> torch.Tensor:
+        if bool((h == 9).any()):
+            raise RuntimeError("a bug in the model")
+        return super().score(h)
+
+
+def test_a_bug_is_a_logged_500_with_a_json_body_and_the_server_lives_on():
+    with S.ThreadedServer(S.create_app(_service(Exploding().eval()))) as srv:
+        bad = _post(srv.url, {"user_id": 13, "k": 3})            # user 13's history holds item 9
+        good = _post(srv.url, {"user_id": 11, "k": 3})
+    assert bad.status_code == 500 and bad.json() == {"error": "internal error; the service logged it"}
+    assert "a bug in the model" not in bad.text, "internals are not sent to the client"
+    assert good.status_code == 200 and len(good.json()["items"]) == 3
+
+
+def test_answers_read_the_stock_at_answer_time():
+    svc = _service()
+    with S.ThreadedServer(S.create_app(svc)) as srv:
+        first = _post(srv.url, {"user_id": 11, "k": 5}).json()["items"]
+        top = first[0]["item_id"]
+        svc.catalogue.in_stock[svc.catalogue.lookup([top])[0][0]] = not first[0]["in_stock"]
+        again = _post(srv.url, {"user_id": 11, "k": 5}).json()["items"]
+    assert [it["item_id"] for it in again] == [it["item_id"] for it in first]
+    assert again[0]["in_stock"] == (not first[0]["in_stock"]) and again[1:] == first[1:]
+    assert list(first[0]) == ["item_id", "title", "category", "price", "in_stock", "score"]

@@ -289,3 +289,90 @@ def test_sub_catalogue_scores_are_the_parent_columns(text_dim):
     assert torch.equal(model.bert.encoder.layer[0].attention.self.query.weight, before)
     with pytest.raises(ValueError, match="distinct item ids"):
         model.sub_catalogue([0, 3])
+
+
+# ------------------------------------------------------------------ speed options: trimmed batches, attention dropout, freezing
+def test_trimmed_batches_give_the_same_loss_and_scores(model):
+    """Dropping all-padding columns changes nothing: positions are counted from the right."""
+    seqs = [s[:5] for s in _seqs(12, seed=5)]                          # short histories: most columns are padding
+    full = MaskedItemCollator(N_ITEMS, MAX_LEN, mask_prob=0.3, seed=7)(seqs)
+    trimmed = MaskedItemCollator(N_ITEMS, MAX_LEN, mask_prob=0.3, trim=True, seed=7)(seqs)
+    width = max(len(s) for s in seqs)
+    assert trimmed["input_ids"].shape == (12, width) and full["input_ids"].shape == (12, MAX_LEN)
+    assert torch.equal(trimmed["input_ids"], full["input_ids"][:, -width:])
+    assert (full["input_ids"][:, :-width] == 0).all(), "only padding was cut"
+    torch.testing.assert_close(model.mlm_loss(trimmed["input_ids"], trimmed["labels"]),
+                               model.mlm_loss(full["input_ids"], full["labels"]))
+    torch.testing.assert_close(model.mlm_loss(trimmed["input_ids"], trimmed["labels"], masked_only=False),
+                               model.mlm_loss(full["input_ids"], full["labels"]))
+    torch.testing.assert_close(model.encode(full["input_ids"])[:, -width:], model.encode(trimmed["input_ids"]))
+    assert model.position_ids(3).tolist() == [[MAX_LEN - 3, MAX_LEN - 2, MAX_LEN - 1]]
+    with pytest.raises(ValueError, match="columns"):
+        model.position_ids(MAX_LEN + 1)
+
+
+def test_attention_dropout_is_separate():
+    cfg = bert4rec_config(10, dropout=0.2, attn_dropout=0.0)
+    assert cfg.hidden_dropout_prob == 0.2 and cfg.attention_probs_dropout_prob == 0.0
+    assert bert4rec_config(10, dropout=0.2).attention_probs_dropout_prob == 0.2
+    with pytest.raises(ValueError, match="attn_dropout"):
+        bert4rec_config(10, attn_dropout=1.0)
+
+
+def test_freeze_body_trains_only_the_vocabulary_tables():
+    model = _text_model().train()
+    n_vocab = model.config.vocab_size * (16 + 1)                       # ID embeddings + output biases
+    assert model.freeze_body() == n_vocab
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"bert.embeddings.word_embeddings.weight", "cls.predictions.bias"}
+    body = model.bert.encoder.layer[0].attention.self.query.weight.clone()
+    proj = model.text_proj.weight.clone()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = MaskedItemCollator(N_ITEMS, MAX_LEN, seed=0)(_seqs(8))
+    table = model.bert.embeddings.word_embeddings.weight.clone()
+    model.training_loss(batch).backward()
+    opt.step()
+    assert torch.equal(model.bert.encoder.layer[0].attention.self.query.weight, body)
+    assert torch.equal(model.text_proj.weight, proj)
+    assert not torch.equal(model.bert.embeddings.word_embeddings.weight, table)
+    assert model.freeze_body(False) == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("text_dim", [0, 6])
+def test_bucketed_scoring_equals_full_width_scoring(text_dim):
+    """Rows grouped by length and cut to each group's longest history: the scores of the full-width input."""
+    model = _text_model(text_dim) if text_dim else BERT4Rec.for_items(N_ITEMS, max_len=MAX_LEN, hidden_size=16).eval()
+    rng = np.random.default_rng(8)
+    hists = [rng.choice(np.arange(1, N_ITEMS + 1), size=n, replace=False) for n in rng.integers(1, 30, size=23)]
+    h = pad_sequences(hists, 30)
+    full = model.score(h, bucket=None)
+    assert full.shape == (23, N_ITEMS + 1)
+    for bucket in (1, 4, 64):
+        torch.testing.assert_close(model.score(h, bucket=bucket), full, rtol=1e-5, atol=1e-5)
+    # and both are the plain BertForMaskedLM prediction at an appended [MASK] (max_len columns, positions 0..T-1)
+    x = torch.cat([h[:, -(MAX_LEN - 1):], torch.full((23, 1), model.mask_id)], dim=1)
+    if not text_dim:
+        ref = BertForMaskedLM.forward(model, input_ids=x, attention_mask=(x != 0).long()).logits[:, -1, : N_ITEMS + 1]
+        torch.testing.assert_close(full, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_text_projection_from_principal_directions():
+    """W t = the PCA coordinates of t (up to the sign of each direction and a constant shift)."""
+    sklearn = pytest.importorskip("sklearn.decomposition")
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(N_ITEMS, 24)) @ rng.normal(size=(24, 24)) + 1.5        # correlated, off-centre
+    torch.manual_seed(0)
+    model = BERT4Rec.for_items(N_ITEMS, max_len=MAX_LEN, hidden_size=8, num_heads=2, text_dim=24)
+    model.set_item_text(vecs)
+    kept = model.init_text_projection()
+    pca = sklearn.PCA(n_components=8).fit(vecs)
+    assert kept == pytest.approx(pca.explained_variance_ratio_.sum(), rel=1e-5)
+    ours = model.text_proj(model.item_text[1: N_ITEMS + 1]).detach().numpy()
+    ref = pca.transform(vecs)
+    ours = ours - ours.mean(axis=0)
+    signs = np.sign((ours * ref).sum(axis=0))
+    np.testing.assert_allclose(ours * signs, ref, rtol=1e-4, atol=1e-4)
+    assert not model.text_proj.weight.requires_grad
+    assert model.init_text_projection(vecs[:20], freeze=False) < 1.0 and model.text_proj.weight.requires_grad
+    with pytest.raises(ValueError, match="hidden_size"):
+        model.init_text_projection(vecs[:5])

@@ -141,3 +141,20 @@ def test_recommend_rejects_bad_arguments(model):
         model.recommend(h, k=3, strategy="nucleus")
     with pytest.raises(ValueError, match="k must be"):
         model.recommend(h, k=MAX_LEN)
+
+
+def test_trimmed_batches_give_the_same_loss(model):
+    seqs = _histories(10, seed=6, low=2, high=6)
+    full = NextItemCollator(N_ITEMS, MAX_LEN)(seqs)
+    trimmed = NextItemCollator(N_ITEMS, MAX_LEN, trim=True)(seqs)
+    width = max(len(s) for s in seqs)                                  # <s> + all but the last item
+    assert trimmed["input_ids"].shape == (10, width)
+    assert (full["input_ids"][:, :-width] == 0).all()
+    torch.testing.assert_close(model.next_item_loss(trimmed["input_ids"], trimmed["labels"]),
+                               model.next_item_loss(full["input_ids"], full["labels"]))
+
+
+def test_attention_dropout_is_separate():
+    cfg = gpt_rec_config(10, dropout=0.2, attn_dropout=0.0)
+    assert cfg.resid_pdrop == 0.2 and cfg.attn_pdrop == 0.0
+    assert gpt_rec_config(10, dropout=0.2).attn_pdrop == 0.2

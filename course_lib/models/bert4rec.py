@@ -63,13 +63,15 @@ IGNORE = -100  # label of positions that do not count in the loss (PyTorch's def
 
 def bert4rec_config(n_items: int, *, max_len: int = 200, hidden_size: int = 64, num_layers: int = 2,
                     num_heads: int = 2, intermediate_size: int | None = None, dropout: float = 0.1,
-                    text_dim: int = 0, id_dropout: float = 0.0, attn_implementation: str = "sdpa",
-                    **extra) -> BertConfig:
+                    attn_dropout: float | None = None, text_dim: int = 0, id_dropout: float = 0.0,
+                    attn_implementation: str = "sdpa", **extra) -> BertConfig:
     """A ``BertConfig`` for an item vocabulary of ``n_items`` (defaults: the paper's ML-1M model).
 
     Sun et al. (2019) use 2 layers, 2 heads, hidden size 64, inner size ``4 H``, dropout 0.1,
-    ``max_len`` 200 on ML-1M. ``text_dim > 0`` adds the text side input and ``id_dropout``
-    its ID dropout (module docstring).
+    ``max_len`` 200 on ML-1M. ``attn_dropout`` is the dropout on the attention weights
+    (default: ``dropout``); on a CPU it is costly (a random ``B × heads × T × T`` mask per
+    layer, and the fused attention kernel cannot be used), so short runs set it to 0.
+    ``text_dim > 0`` adds the text side input and ``id_dropout`` its ID dropout (module docstring).
     ``attn_implementation``: ``"sdpa"`` (PyTorch's fused
     ``scaled_dot_product_attention``) or ``"eager"`` (the textbook matmul–softmax–matmul).
     """
@@ -77,12 +79,15 @@ def bert4rec_config(n_items: int, *, max_len: int = 200, hidden_size: int = 64, 
         raise ValueError(f"n_items must be >= 1, got {n_items}")
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+    if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
+        raise ValueError(f"attn_dropout must be in [0, 1) or None, got {attn_dropout}")
     if not 0.0 <= id_dropout < 1.0 or (id_dropout and not text_dim):
         raise ValueError(f"id_dropout must be in [0, 1) and needs text_dim > 0; got {id_dropout} with text_dim={text_dim}")
     return BertConfig(
         vocab_size=n_items + 2, hidden_size=hidden_size, num_hidden_layers=num_layers,
         num_attention_heads=num_heads, intermediate_size=intermediate_size or 4 * hidden_size,
-        hidden_act="gelu", hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+        hidden_act="gelu", hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout if attn_dropout is None else attn_dropout,
         max_position_embeddings=max_len, type_vocab_size=1, pad_token_id=PAD,
         n_items=n_items, mask_token_id=n_items + 1, max_len=max_len, text_dim=int(text_dim),
         id_dropout=float(id_dropout),
@@ -153,6 +158,40 @@ class BERT4Rec(BertForMaskedLM):
             self.item_text[: self.n_items + 1] = v.to(self.item_text.device)
             self.item_text[PAD] = 0.0
 
+    def init_text_projection(self, vectors: np.ndarray | torch.Tensor | None = None, *, freeze: bool = True) -> float:
+        """Set the text projection ``W`` to the top ``H`` principal directions of text vectors.
+
+        ``W t`` then gives the coordinates of ``t`` along the ``H`` directions in which the
+        text vectors vary most (PCA, rows centred before the SVD): the item space keeps the
+        text space's similarity structure as far as ``H`` dimensions can. With
+        ``freeze=True`` ``W`` is not trained, so it stays that way also for items and
+        categories the model is never trained on (a learned ``W`` fits the training items
+        and may discard the directions that tell unseen items apart). Call it before
+        building the optimizer.
+
+        Args:
+            vectors: ``(N, text_dim)`` text vectors to fit the directions on (default: the
+                stored ``item_text``, padding row excluded). Text is known for every item,
+                also those without interactions, so fitting on all of them leaks nothing.
+        Returns:
+            the share of the text vectors' variance that the ``H`` directions keep.
+        """
+        if not self.has_text:
+            raise ValueError("this model has no text side input; build it with text_dim=<size of the text vectors>")
+        v = self.item_text[1: self.n_items + 1] if vectors is None else torch.as_tensor(np.asarray(vectors))
+        v = v.detach().to(torch.float64).cpu()
+        H = self.config.hidden_size
+        if v.dim() != 2 or v.shape[1] != self.item_text.shape[1] or v.shape[0] < 2:
+            raise ValueError(f"vectors must be (N >= 2, {self.item_text.shape[1]}); got {tuple(v.shape)}")
+        if H > min(v.shape):
+            raise ValueError(f"need at least hidden_size={H} vectors of dimension >= {H}; got {tuple(v.shape)}")
+        centred = v - v.mean(dim=0, keepdim=True)
+        _, S, Vt = torch.linalg.svd(centred, full_matrices=False)               # Vt: (min(N, D), D)
+        with torch.no_grad():
+            self.text_proj.weight.copy_(Vt[:H].to(self.text_proj.weight))        # (H, text_dim)
+        self.text_proj.weight.requires_grad_(not freeze)
+        return float((S[:H] ** 2).sum() / (S ** 2).sum())
+
     def item_table(self, keep: torch.Tensor | None = None) -> torch.Tensor:
         """``(V, H)`` every token's representation: ``E_id`` (plus ``W t`` with text side input).
 
@@ -199,6 +238,22 @@ class BERT4Rec(BertForMaskedLM):
         sub.load_state_dict(state)
         return sub.to(self.device).train(self.training)
 
+    def freeze_body(self, freeze: bool = True) -> int:
+        """Freeze everything except the vocabulary tables; returns the number of trainable parameters.
+
+        With ``freeze=True`` only the ID embeddings (which are also the tied output weights)
+        and the output biases stay trainable: the transformer blocks, the position
+        embeddings, the head's transform and the text projection keep their (pretrained)
+        values. It is the cheapest way to adapt a pretrained model to new items: learn
+        where the new items sit, keep what the model knows about sequences.
+        ``freeze=False`` makes every parameter trainable again. Call it *before* building
+        the optimizer (the :class:`~course_lib.train.Trainer` only optimises trainable ones).
+        """
+        vocab = {id(self.bert.embeddings.word_embeddings.weight), id(self.cls.predictions.bias)}
+        for p in self.parameters():
+            p.requires_grad_(not freeze or id(p) in vocab)
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
     def _id_keep(self) -> torch.Tensor | None:
         """A fresh ID-dropout mask ``(V,)`` while training with ``id_dropout > 0``, else ``None``."""
         p = float(getattr(self.config, "id_dropout", 0.0) or 0.0)
@@ -227,20 +282,34 @@ class BERT4Rec(BertForMaskedLM):
         return pred.transform(hidden) @ self.item_table(keep).T + bias
 
     # ------------------------------------------------------------------ training
+    def position_ids(self, width: int) -> torch.Tensor:
+        """``(1, W)`` positions of a left-padded input ``W <= max_len`` columns wide: ``max_len - W … max_len - 1``.
+
+        Histories are left-padded, so the most recent item is always in the last column,
+        position ``max_len - 1``. A batch trimmed of its all-padding columns
+        (``MaskedItemCollator(trim=True)``) keeps those positions: the same model output as
+        the full-width batch, for less work.
+        """
+        if not 1 <= width <= self.max_len:
+            raise ValueError(f"inputs must have 1..max_len={self.max_len} columns, got {width}")
+        return torch.arange(self.max_len - width, self.max_len, device=self.device).unsqueeze(0)
+
     def encode(self, input_ids: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """``(B, T)`` item ids (0 = padding) → ``(B, T, H)`` contextual hidden states."""
-        attention_mask = (input_ids != PAD).long()                             # (B, T)
+        """``(B, W)`` left-padded item ids (0 = padding), ``W <= max_len`` → ``(B, W, H)`` hidden states."""
+        attention_mask = (input_ids != PAD).long()                             # (B, W)
+        positions = self.position_ids(input_ids.shape[1])                      # (1, W)
         if self.has_text:
-            embeds = F.embedding(input_ids, self.item_table(keep))             # (B, T, H)
-            return self.bert(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
-        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            embeds = F.embedding(input_ids, self.item_table(keep))             # (B, W, H)
+            return self.bert(inputs_embeds=embeds, attention_mask=attention_mask,
+                             position_ids=positions).last_hidden_state
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).last_hidden_state
 
     def mlm_loss(self, input_ids: torch.Tensor, labels: torch.Tensor, *, masked_only: bool = True) -> torch.Tensor:
         """Mean cross-entropy of the masked items.
 
         Args:
-            input_ids: ``(B, T)`` items with some replaced by ``[MASK]``.
-            labels: ``(B, T)`` the hidden item at masked positions, ``-100`` elsewhere.
+            input_ids: ``(B, W)`` items with some replaced by ``[MASK]`` (left-padded, ``W <= max_len``).
+            labels: ``(B, W)`` the hidden item at masked positions, ``-100`` elsewhere.
             masked_only: apply the output head to the ``M`` masked positions only (fast);
                 ``False`` runs ``BertForMaskedLM``'s own loss, with the head at all ``B T``
                 positions. Both give the same value.
@@ -257,26 +326,45 @@ class BERT4Rec(BertForMaskedLM):
             raise ValueError("masked_only=False runs BertForMaskedLM's own head, which knows neither the "
                              "text side input nor blocked items; use masked_only=True")
         attention_mask = (input_ids != PAD).long()
-        return self(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        return self(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
+                    position_ids=self.position_ids(input_ids.shape[1])).loss
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Loss of a batch from :class:`MaskedItemCollator` (the hook the training loops call)."""
         return self.mlm_loss(batch["input_ids"], batch["labels"])
 
     # ------------------------------------------------------------------ inference
-    def score(self, histories: torch.Tensor) -> torch.Tensor:
+    def score(self, histories: torch.Tensor, *, bucket: int | None = 64) -> torch.Tensor:
         """Next-item scores: ``(B, L)`` left-padded histories → ``(B, n_items + 1)`` logits.
 
         The last ``max_len - 1`` items are kept and ``[MASK]`` is appended; the head's output
         at that position scores every item (column 0, padding, is left for the evaluator to
         mask).
+
+        ``bucket``: score the rows in groups of this many histories of similar length, each
+        group cut to its longest history. Positions count from the right, so the scores are
+        those of the full-width input (up to float rounding), for much less work when short
+        and long histories are mixed (the evaluator pads every history to ``max_len``).
+        ``None``: all rows at once, at full width.
         """
         histories = histories.to(self.device)
-        keep = histories[:, -(self.max_len - 1):]                              # (B, T - 1)
+        keep = histories[:, -(self.max_len - 1):]                              # (B, L'), L' <= T - 1
         mask_col = torch.full((len(keep), 1), self.mask_id, dtype=keep.dtype, device=keep.device)
-        x = torch.cat([keep, mask_col], dim=1)                                 # (B, T')
-        if x.shape[1] < self.max_len:                                          # short input: left-pad
-            x = F.pad(x, (self.max_len - x.shape[1], 0), value=PAD)
+        x = torch.cat([keep, mask_col], dim=1)                                 # (B, W): history + [MASK]
+        if bucket is None:
+            return self._score_rows(x)
+        lengths = (x != PAD).sum(dim=1)                                        # (B,) items + 1
+        out = None
+        for idx in torch.argsort(lengths, stable=True).split(int(bucket)):
+            width = int(lengths[idx].max())
+            part = self._score_rows(x[idx, x.shape[1] - width:])              # (b, n_items + 1)
+            if out is None:
+                out = part.new_empty((len(x), part.shape[1]))
+            out[idx] = part
+        return out
+
+    def _score_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, W)`` left-padded inputs ending in ``[MASK]`` → ``(B, n_items + 1)`` scores at that position."""
         hidden = self.encode(x)[:, -1]                                         # (B, H)
         return self._logits(hidden)[:, : self.n_items + 1]                     # (B, n_items + 1)
 
@@ -304,13 +392,19 @@ class MaskedItemCollator:
       sequence). BERT's 80/10/10 rule (80 % ``[MASK]``, 10 % a random token, 10 % unchanged)
       is available with ``random_prob`` / ``keep_prob``; BERT4Rec's code always uses ``[MASK]``.
 
-    Returns ``{"input_ids": (B, T), "labels": (B, T)}`` LongTensors; ``labels`` is the hidden
-    item at masked positions and ``-100`` elsewhere.
+    With ``trim=True`` the leading columns that are padding in every row are dropped: a
+    batch of short histories is narrower than ``max_len`` (``W`` columns), which saves
+    work in every layer (attention is quadratic in ``W``) and changes nothing else, since
+    :meth:`BERT4Rec.encode` numbers positions from the right. Pair it with
+    ``TrainConfig(bucket_by_length=True)`` so that histories of similar length share a batch.
+
+    Returns ``{"input_ids": (B, W), "labels": (B, W)}`` LongTensors (``W = max_len`` unless
+    trimmed); ``labels`` is the hidden item at masked positions and ``-100`` elsewhere.
     """
 
     def __init__(self, n_items: int, max_len: int, *, mask_prob: float = 0.2, last_item_prob: float = 0.0,
                  random_prob: float = 0.0, keep_prob: float = 0.0, crop: str = "last",
-                 seed: int | None = None) -> None:
+                 trim: bool = False, seed: int | None = None) -> None:
         if not 0.0 < mask_prob <= 1.0:
             raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob}")
         if not 0.0 <= last_item_prob <= 1.0:
@@ -322,6 +416,7 @@ class MaskedItemCollator:
         self.n_items, self.max_len, self.mask_id = int(n_items), int(max_len), int(n_items) + 1
         self.mask_prob, self.last_item_prob = float(mask_prob), float(last_item_prob)
         self.random_prob, self.keep_prob, self.crop = float(random_prob), float(keep_prob), crop
+        self.trim = bool(trim)
         self.rng = np.random.default_rng(seed)
 
     def _window(self, seq: np.ndarray) -> np.ndarray:
@@ -351,7 +446,11 @@ class MaskedItemCollator:
         use_random = masked & (u < self.random_prob) & ~last_only[:, None]
         inputs[use_mask] = self.mask_id
         inputs[use_random] = self.rng.integers(1, self.n_items + 1, size=int(use_random.sum()))
-        return {"input_ids": torch.from_numpy(inputs), "labels": torch.from_numpy(labels)}
+        if self.trim:
+            first = int(real.any(axis=0).argmax())                             # first column with a real item
+            inputs, labels = inputs[:, first:], labels[:, first:]              # (B, W)
+        return {"input_ids": torch.from_numpy(np.ascontiguousarray(inputs)),
+                "labels": torch.from_numpy(np.ascontiguousarray(labels))}
 
 
 __all__ = ["BERT4Rec", "IGNORE", "MaskedItemCollator", "bert4rec_config"]

@@ -43,21 +43,25 @@ Strategy = Literal["greedy", "beam", "sample"]
 
 
 def gpt_rec_config(n_items: int, *, max_len: int = 200, hidden_size: int = 64, num_layers: int = 2,
-                   num_heads: int = 2, dropout: float = 0.1, attn_implementation: str = "sdpa",
-                   **extra) -> GPT2Config:
+                   num_heads: int = 2, dropout: float = 0.1, attn_dropout: float | None = None,
+                   attn_implementation: str = "sdpa", **extra) -> GPT2Config:
     """A small ``GPT2Config`` over an item vocabulary (defaults: SASRec's ML-1M size).
 
     ``n_positions = max_len``: training windows, scoring inputs and generation prompts plus
-    their continuation all fit in ``max_len`` positions.
+    their continuation all fit in ``max_len`` positions. ``attn_dropout``: dropout on the
+    attention weights (default: ``dropout``; 0 lets a CPU use the fused attention kernel).
     """
     if n_items < 1:
         raise ValueError(f"n_items must be >= 1, got {n_items}")
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+    if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
+        raise ValueError(f"attn_dropout must be in [0, 1) or None, got {attn_dropout}")
     bos = n_items + 1
     return GPT2Config(
         vocab_size=n_items + 2, n_positions=max_len, n_embd=hidden_size, n_layer=num_layers, n_head=num_heads,
-        n_inner=4 * hidden_size, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+        n_inner=4 * hidden_size, resid_pdrop=dropout, embd_pdrop=dropout,
+        attn_pdrop=dropout if attn_dropout is None else attn_dropout,
         bos_token_id=bos, eos_token_id=bos, pad_token_id=PAD, n_items=n_items,
         attn_implementation=attn_implementation, **extra,
     )
@@ -248,12 +252,17 @@ class NextItemCollator:
     Each sequence gets ``<s>`` in front, is cut to its last ``max_len + 1`` tokens (or a random
     window with ``crop="random"``) and is shifted by one: ``input_ids`` ``(B, T)`` and
     ``labels`` ``(B, T)``, both left-padded with 0 (label 0 = no target).
+
+    With ``trim=True`` the leading columns that are padding in every row are dropped
+    (``W <= max_len`` columns): less work, the same loss, because positions are counted
+    from each row's first real token. Pair it with ``TrainConfig(bucket_by_length=True)``.
     """
 
-    def __init__(self, n_items: int, max_len: int, *, crop: str = "last", seed: int | None = None) -> None:
+    def __init__(self, n_items: int, max_len: int, *, crop: str = "last", trim: bool = False,
+                 seed: int | None = None) -> None:
         if crop not in ("last", "random"):
             raise ValueError(f"crop must be 'last' or 'random', got {crop!r}")
-        self.bos, self.max_len, self.crop = int(n_items) + 1, int(max_len), crop
+        self.bos, self.max_len, self.crop, self.trim = int(n_items) + 1, int(max_len), crop, bool(trim)
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, seqs: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
@@ -267,8 +276,11 @@ class NextItemCollator:
                 start = int(self.rng.integers(0, len(full) - width + 1))
                 full = full[start:start + width]
             windows.append(full[-width:])
-        inputs = pad_sequences([w[:-1] for w in windows], self.max_len)
+        inputs = pad_sequences([w[:-1] for w in windows], self.max_len)       # (B, T)
         labels = pad_sequences([w[1:] for w in windows], self.max_len)
+        if self.trim:
+            width = max(len(w) - 1 for w in windows)
+            inputs, labels = inputs[:, -width:], labels[:, -width:]            # (B, W)
         return {"input_ids": inputs, "labels": labels}
 
 

@@ -1,0 +1,259 @@
+#!/usr/bin/env python
+"""Chapter 06 on a CPU: BERT4Rec and the GPT-style model on ML-1M, and MiniLM item-text encoding.
+
+    .venv/bin/python benchmarks/bench_pretraining.py throughput   # ~5 min   -> results/pretraining.json
+    .venv/bin/python benchmarks/bench_pretraining.py quality      # ~25 min  -> results/pretraining.json
+    .venv/bin/python benchmarks/bench_pretraining.py quality --budget 3600 --archs bert4rec  # the full-scale run
+    .venv/bin/python benchmarks/bench_pretraining.py minilm       # ~2 min   -> results/pretraining.json
+    .venv/bin/python benchmarks/bench_pretraining.py all
+    .venv/bin/python benchmarks/bench_pretraining.py all --sanity  # ~20 s: a 200-user slice, tiny budgets;
+                                                                   # writes build/pretraining.sanity.json
+
+Protocol: ML-1M, 5-core on items, chronological leave-one-out, full ranking (every item
+scored, seen items masked), as in the papers and chapter 06. Each part adds its section to
+the JSON and keeps the others, with the machine, the torch thread count and the load average
+before and after (other work on a shared machine slows every figure).
+
+* ``throughput``: training sequences per second (forward, loss, backward, AdamW step;
+  batch 128, max_len 200, hidden 64, 2 layers) of BERT4Rec for a ladder of changes, each on
+  top of the previous — the paper's model with ``BertForMaskedLM``'s head at every position
+  → the MLM loss only at masked positions → no attention-weight dropout → trimmed, bucketed
+  batches — and of the GPT-style model (``GPT2LMHeadModel``, trimmed batches). Variants are
+  measured **interleaved** (round-robin, several rounds, median).
+* ``quality``: time-budgeted runs (training seconds; validation not counted) of BERT4Rec and
+  of the GPT-style model with chapter 06's settings: the validation NDCG@10 curve against
+  training seconds and the final test HR@10 / NDCG@10, beside the published BERT4Rec figures
+  (NDCG@10 0.1537, HR@10 0.2843, Klenitskiy & Vasilev 2023; 0.1516, Petrov & Macdonald 2022).
+* ``minilm``: all-MiniLM-L6-v2 item texts per second on the shop catalogue (title +
+  description, cache off), and the cache hit that follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from course_lib.data import leave_one_out, load_dataset
+from course_lib.models.bert4rec import BERT4Rec, MaskedItemCollator
+from course_lib.models.gpt_rec import GPTRec, NextItemCollator
+from course_lib.train import TrainConfig, Trainer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PUBLISHED = {"BERT4Rec (Klenitskiy & Vasilev 2023)": {"HR@10": 0.2843, "NDCG@10": 0.1537},
+             "BERT4Rec (Petrov & Macdonald 2022)": {"NDCG@10": 0.1516}}
+
+# chapter 06's settings
+BERT_MODEL = dict(max_len=200, hidden_size=64, num_layers=2, num_heads=2, dropout=0.1, attn_dropout=0.0)
+BERT_COLLATE = dict(mask_prob=0.2, last_item_prob=0.1, trim=True)
+GPT_MODEL = dict(max_len=200, hidden_size=64, num_layers=2, num_heads=2, dropout=0.1, attn_dropout=0.0)
+TRAIN = dict(batch_size=128, schedule="cosine", schedule_unit="time", warmup=0.05, min_lr_ratio=0.02,
+             clip_norm=1.0, precision="auto", bucket_by_length=True)
+LR = {"bert4rec": 2e-3, "gpt": 3e-3}
+
+
+def machine() -> dict:
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "platform": platform.platform(terse=True), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def ml1m(sanity: bool):
+    data = load_dataset("ml-1m")
+    if not sanity:
+        return leave_one_out(data, min_item_interactions=5)
+    keep = np.random.default_rng(0).choice(data.interactions["user_id"].unique(), 200, replace=False)
+    return leave_one_out(data.interactions[data.interactions["user_id"].isin(keep)], items=data.items,
+                         min_item_interactions=5, name="ml-1m (200-user slice)")
+
+
+def save(out: Path, section: str, payload: dict) -> None:
+    doc = json.loads(out.read_text()) if out.exists() else {}
+    doc["machine"] = machine()
+    doc[section] = payload
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))
+    print(f"-> {out.relative_to(RESULTS.parents[1])} [{section}]")
+
+
+# --------------------------------------------------------------------------- throughput
+BERT_LADDER = [
+    # name, model kwargs (on top of the previous), masked_only, trim
+    ("BERT4Rec paper: BertForMaskedLM head at every position", dict(attn_dropout=0.1), False, False),
+    ("+ MLM loss only at masked positions", {}, True, False),
+    ("+ no attention-weight dropout", dict(attn_dropout=0.0), True, False),
+    ("+ trimmed, bucketed batches", {}, True, True),
+]
+
+
+def _runner(split, arch: str, model_kw: dict, masked_only: bool, trim: bool, batch_size: int):
+    torch.manual_seed(0)
+    if arch == "bert4rec":
+        model = BERT4Rec.for_items(split.n_items, **model_kw)
+        collate = MaskedItemCollator(split.n_items, model_kw["max_len"], mask_prob=0.2, last_item_prob=0.1,
+                                     trim=trim, seed=0)
+        loss_fn = lambda m, b: m.mlm_loss(b["input_ids"], b["labels"], masked_only=masked_only)  # noqa: E731
+    else:
+        model = GPTRec.for_items(split.n_items, **model_kw)
+        collate = NextItemCollator(split.n_items, model_kw["max_len"], trim=trim, seed=0)
+        loss_fn = None
+    cfg = TrainConfig(epochs=1000, batch_size=batch_size, precision="auto", bucket_by_length=trim, progress=False,
+                      log_every=0, eval_every=0, warmup=0)
+    trainer = Trainer(model, split.train, collate=collate, config=cfg, device="cpu", loss_fn=loss_fn)
+    batches = trainer.batches(0)
+    trainer.training_step(next(batches))                          # warm-up (allocations, kernels)
+    epoch = [0]
+
+    def run(n_batches: int) -> tuple[int, float]:
+        nonlocal batches
+        seqs, seconds = 0, 0.0
+        for _ in range(n_batches):
+            batch = next(batches, None)
+            if batch is None:
+                epoch[0] += 1
+                batches = trainer.batches(epoch[0])
+                batch = next(batches)
+            t = time.perf_counter()
+            trainer.training_step(batch)
+            seconds += time.perf_counter() - t
+            seqs += len(batch["input_ids"])
+        return seqs, seconds
+
+    return run
+
+
+def throughput(split, rounds: int = 5, batches_per_round: int = 6, batch_size: int = 128) -> dict:
+    load_before = os.getloadavg()
+    variants, model_kw = [], dict(BERT_MODEL)
+    for name, mk, masked_only, trim in BERT_LADDER:
+        model_kw = {**model_kw, **mk}
+        variants.append((name, "bert4rec", dict(model_kw), masked_only, trim))
+    variants.append(("GPT-style (GPT2LMHeadModel), trimmed, bucketed batches", "gpt", dict(GPT_MODEL), True, True))
+    runners = [(v[0], _runner(split, v[1], v[2], v[3], v[4], batch_size)) for v in variants]
+    per = {name: [] for name, _ in runners}
+    for r in range(rounds):
+        for name, run in runners:
+            seqs, secs = run(batches_per_round)
+            per[name].append(seqs / secs)
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{statistics.median(v):.0f}" for v in per.values()),
+              f"(load {os.getloadavg()[0]:.2f})", flush=True)
+    result = {"what": f"training sequences/s on {split.name} (batch {batch_size}, max_len 200, hidden 64, 2 layers), "
+                      f"median over {rounds} interleaved rounds of {batches_per_round} batches",
+              "load_average_before": load_before, "load_average_after": os.getloadavg(),
+              "variants": [{"name": name, "arch": v[1], "model": v[2], "masked_only": v[3], "trim": v[4],
+                            "seq_per_s": statistics.median(per[name]), "rounds": per[name]}
+                           for (name, _), v in zip(runners, variants)]}
+    base = result["variants"][0]["seq_per_s"]
+    print(f"\n{'variant':58s} {'seq/s':>8s} {'× paper':>8s}")
+    for v in result["variants"]:
+        print(f"{v['name']:58s} {v['seq_per_s']:8.1f} {v['seq_per_s'] / base:8.2f}")
+    return result
+
+
+# --------------------------------------------------------------------------- quality
+def train_budgeted(split, arch: str, *, budget_s: float, eval_every_steps: int | None, eval_users: int | None,
+                   seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    if arch == "bert4rec":
+        model = BERT4Rec.for_items(split.n_items, **BERT_MODEL)
+        collate = MaskedItemCollator(split.n_items, BERT_MODEL["max_len"], seed=seed, **BERT_COLLATE)
+    else:
+        model = GPTRec.for_items(split.n_items, **GPT_MODEL)
+        collate = NextItemCollator(split.n_items, GPT_MODEL["max_len"], trim=True, seed=seed)
+    cfg = TrainConfig(epochs=100_000, time_budget_s=budget_s, lr=LR[arch], eval_every=1,
+                      eval_every_steps=eval_every_steps, eval_users=eval_users, seed=seed, progress=False,
+                      log_every=1, **TRAIN)
+    trainer = Trainer(model, split.train, collate=collate, split=split, config=cfg, device="cpu")
+    load_before = os.getloadavg()
+    wall0 = time.perf_counter()
+    history = trainer.fit()
+    wall_s = time.perf_counter() - wall0
+    test = trainer.evaluate("test")
+    xs, ys = history.valid_curve("NDCG@10", x="train_s")
+    return {"arch": arch, "model": BERT_MODEL if arch == "bert4rec" else GPT_MODEL, "lr": LR[arch], "train": TRAIN,
+            "budget_s": budget_s, "epochs_done": trainer.epoch, "steps": trainer.step,
+            "train_seconds": trainer.train_seconds, "seq_per_s": trainer.step * cfg.batch_size / trainer.train_seconds,
+            "wall_seconds_incl_validation": wall_s,
+            "valid_curve": {"train_s": xs.tolist(), "NDCG@10": ys.tolist()},
+            "best_valid_NDCG@10": history.best_score, "test": test,
+            "load_average_before": load_before, "load_average_after": os.getloadavg()}
+
+
+def quality(split, out: Path, budget_s: float, eval_every_steps: int | None, eval_users: int | None,
+            archs: tuple[str, ...] = ("bert4rec", "gpt")) -> dict:
+    """Budgeted runs; each finished run is saved at once (an interrupted benchmark keeps what it has).
+
+    Runs already in the JSON under another budget are kept: each run records its own budget.
+    """
+    previous = json.loads(out.read_text()).get("quality", {}) if out.exists() else {}
+    result = {"what": f"{split.name}, seconds of training (validation excluded; each run's budget_s), full-ranking metrics",
+              "published": PUBLISHED, "runs": dict(previous.get("runs", {}))}
+    for arch in archs:
+        run = train_budgeted(split, arch, budget_s=budget_s, eval_every_steps=eval_every_steps, eval_users=eval_users)
+        result["runs"][f"{arch}, {budget_s:g} s"] = run
+        print(f"{arch}: {run['steps']} steps, test {run['test']}", flush=True)
+        save(out, "quality", result)
+    return result
+
+
+# --------------------------------------------------------------------------- MiniLM
+def minilm(n_texts: int | None) -> dict:
+    import tempfile
+
+    from course_lib.text import TextEncoder, item_texts
+
+    texts = item_texts(load_dataset("shop").items)[:n_texts]
+    load_before = os.getloadavg()
+    enc = TextEncoder(cache=False, device="cpu")
+    t = time.perf_counter()
+    enc.encode(texts[:8])                                          # loads the model
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    enc.encode(texts)
+    encode_s = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as folder:
+        cached = TextEncoder(cache=folder, device="cpu")
+        cached.model, cached.tokenizer = enc.model, enc.tokenizer
+        cached.encode(texts)
+        t = time.perf_counter()
+        cached.encode(texts)
+        hit_s = time.perf_counter() - t
+    result = {"what": "all-MiniLM-L6-v2 on shop item texts (title + description), batch 64, max_length 128, CPU",
+              "texts": len(texts), "model_load_s": load_s, "encode_s": encode_s, "items_per_s": len(texts) / encode_s,
+              "cache_hit_s": hit_s, "load_average_before": load_before, "load_average_after": os.getloadavg()}
+    print(f"MiniLM: {len(texts)} texts in {encode_s:.1f} s = {result['items_per_s']:.0f} items/s; "
+          f"cache hit {hit_s * 1000:.0f} ms")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["throughput", "quality", "minilm", "all"])
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds of training per quality run")
+    parser.add_argument("--archs", default="bert4rec,gpt", help="quality: comma-separated, of bert4rec, gpt")
+    parser.add_argument("--sanity", action="store_true",
+                        help="a few seconds: 200-user slice, tiny budgets, separate output file")
+    args = parser.parse_args()
+    out = RESULTS.parents[1] / "build" / "pretraining.sanity.json" if args.sanity else RESULTS / "pretraining.json"
+    parts = ["throughput", "quality", "minilm"] if args.part == "all" else [args.part]
+    split = ml1m(args.sanity) if {"throughput", "quality"} & set(parts) else None
+    for part in parts:
+        if part == "throughput":
+            save(out, part, throughput(split, rounds=1 if args.sanity else 5, batches_per_round=1 if args.sanity else 6,
+                                       batch_size=32 if args.sanity else 128))
+        elif part == "quality":
+            quality(split, out, budget_s=2.0 if args.sanity else args.budget,
+                    eval_every_steps=None if args.sanity else 40, eval_users=None if args.sanity else 2000,
+                    archs=tuple(a for a in args.archs.split(",") if a))
+        else:
+            save(out, part, minilm(32 if args.sanity else None))
+
+
+if __name__ == "__main__":
+    main()

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _results import machine, save_section
 from course_lib.data import leave_one_out, load_dataset
 from course_lib.models.bert4rec import BERT4Rec, MaskedItemCollator
 from course_lib.models.gpt_rec import GPTRec, NextItemCollator
@@ -59,11 +59,6 @@ TRAIN = dict(batch_size=128, schedule="cosine", schedule_unit="time", warmup=0.0
 LR = {"bert4rec": 2e-3, "gpt": 3e-3}
 
 
-def machine() -> dict:
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "platform": platform.platform(terse=True), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-
-
 def ml1m(sanity: bool):
     data = load_dataset("ml-1m")
     if not sanity:
@@ -73,13 +68,7 @@ def ml1m(sanity: bool):
                          min_item_interactions=5, name="ml-1m (200-user slice)")
 
 
-def save(out: Path, section: str, payload: dict) -> None:
-    doc = json.loads(out.read_text()) if out.exists() else {}
-    doc["machine"] = machine()
-    doc[section] = payload
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2))
-    print(f"-> {out.relative_to(RESULTS.parents[1])} [{section}]")
+save = save_section
 
 
 # --------------------------------------------------------------------------- throughput
@@ -196,6 +185,9 @@ def quality(split, out: Path, budget_s: float, eval_every_steps: int | None, eva
               "published": PUBLISHED, "runs": dict(previous.get("runs", {}))}
     for arch in archs:
         run = train_budgeted(split, arch, budget_s=budget_s, eval_every_steps=eval_every_steps, eval_users=eval_users)
+        run["torch_threads"] = torch.get_num_threads()
+        run["command"] = (f".venv/bin/python benchmarks/bench_pretraining.py quality --budget {budget_s:g} --archs {arch}"
+                          + (f" --threads {torch.get_num_threads()}" if torch.get_num_threads() != os.cpu_count() else ""))
         result["runs"][f"{arch}, {budget_s:g} s"] = run
         print(f"{arch}: {run['steps']} steps, test {run['test']}", flush=True)
         save(out, "quality", result)
@@ -239,7 +231,10 @@ def main() -> None:
     parser.add_argument("--archs", default="bert4rec,gpt", help="quality: comma-separated, of bert4rec, gpt")
     parser.add_argument("--sanity", action="store_true",
                         help="a few seconds: 200-user slice, tiny budgets, separate output file")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = RESULTS.parents[1] / "build" / "pretraining.sanity.json" if args.sanity else RESULTS / "pretraining.json"
     parts = ["throughput", "quality", "minilm"] if args.part == "all" else [args.part]
     split = ml1m(args.sanity) if {"throughput", "quality"} & set(parts) else None
@@ -249,7 +244,8 @@ def main() -> None:
                                        batch_size=32 if args.sanity else 128))
         elif part == "quality":
             quality(split, out, budget_s=2.0 if args.sanity else args.budget,
-                    eval_every_steps=None if args.sanity else 40, eval_users=None if args.sanity else 2000,
+                    eval_every_steps=None if args.sanity else 40 * max(1, round(args.budget / 600)),
+                    eval_users=None if args.sanity else 2000,
                     archs=tuple(a for a in args.archs.split(",") if a))
         else:
             save(out, part, minilm(32 if args.sanity else None))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,3 +32,19 @@ def save_section(out: Path, section: str, payload: dict) -> None:
     tmp.write_text(json.dumps(doc, indent=2))
     tmp.replace(out)                                   # a run interrupted mid-write leaves the old file whole
     print(f"-> {out.relative_to(Path(__file__).resolve().parents[1])} [{section}]")
+
+
+def interleaved_rounds(runners: list[tuple[str, Callable[[int], tuple[int, float]]]], rounds: int, batches_per_round: int) -> dict[str, list[float]]:
+    """Sequences/s of each ``(name, run)`` runner, measured round-robin so that a change of load hits all alike.
+
+    ``run(n_batches)`` trains ``n_batches`` and returns ``(sequences, seconds)``. Returns each
+    runner's per-round figures (take their median); prints the running medians after each round.
+    """
+    per = {name: [] for name, _ in runners}
+    for r in range(rounds):
+        for name, run in runners:
+            seqs, secs = run(batches_per_round)
+            per[name].append(seqs / secs)
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{statistics.median(v):.0f}" for v in per.values()),
+              f"(load {os.getloadavg()[0]:.2f})", flush=True)
+    return per

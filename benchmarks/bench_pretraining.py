@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _results import machine, save_section
+from _results import interleaved_rounds, machine, save_section
 from course_lib.data import leave_one_out, load_dataset
 from course_lib.models.bert4rec import BERT4Rec, MaskedItemCollator
 from course_lib.models.gpt_rec import GPTRec, NextItemCollator
@@ -125,13 +125,7 @@ def throughput(split, rounds: int = 5, batches_per_round: int = 6, batch_size: i
         variants.append((name, "bert4rec", dict(model_kw), masked_only, trim))
     variants.append(("GPT-style (GPT2LMHeadModel), trimmed, bucketed batches", "gpt", dict(GPT_MODEL), True, True))
     runners = [(v[0], _runner(split, v[1], v[2], v[3], v[4], batch_size)) for v in variants]
-    per = {name: [] for name, _ in runners}
-    for r in range(rounds):
-        for name, run in runners:
-            seqs, secs = run(batches_per_round)
-            per[name].append(seqs / secs)
-        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{statistics.median(v):.0f}" for v in per.values()),
-              f"(load {os.getloadavg()[0]:.2f})", flush=True)
+    per = interleaved_rounds(runners, rounds, batches_per_round)
     result = {"what": f"training sequences/s on {split.name} (batch {batch_size}, max_len 200, hidden 64, 2 layers), "
                       f"median over {rounds} interleaved rounds of {batches_per_round} batches",
               "load_average_before": load_before, "load_average_after": os.getloadavg(),

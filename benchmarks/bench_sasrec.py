@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _results import machine, save_section
+from _results import interleaved_rounds, machine, save_section
 from course_lib.data import leave_one_out, load_dataset
 from course_lib.models.gru4rec import GRU4Rec, GRU4RecConfig
 from course_lib.models.sasrec import SASRec, SASRecConfig
@@ -131,13 +131,7 @@ def throughput(rounds: int = 5, batches_per_round: int = 6) -> dict:
     variants.append(("GRU4Rec, full CE (final settings)", dict(d_model=64, hidden_size=128, dropout=0.1),
                      dict(final_train), "ce", "gru4rec"))
     runners = [(v[0], _variant_runner(split, v[1], v[2]["bf16"], v[2]["bucket"], v[3], v[4])) for v in variants]
-    per = {name: [] for name, _ in runners}
-    for r in range(rounds):
-        for name, run in runners:
-            seqs, secs = run(batches_per_round)
-            per[name].append(seqs / secs)
-        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{statistics.median(v):.0f}" for v in per.values()),
-              f"(load {os.getloadavg()[0]:.2f})", flush=True)
+    per = interleaved_rounds(runners, rounds, batches_per_round)
     result = {"what": "training sequences/s on ML-1M (batch 128, max_len 200, d 64, 2 layers), median over "
                       f"{rounds} interleaved rounds of {batches_per_round} batches",
               "load_average_before": load_before, "load_average_after": os.getloadavg(),

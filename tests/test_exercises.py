@@ -37,6 +37,24 @@ def test_reference_passes_and_wrong_fails(exercise_id, capsys):
 
 
 @pytest.mark.parametrize("exercise_id", sorted(ALL))
+def test_plausible_wrong_answers_are_rejected(exercise_id, capsys):
+    """0, NaN, inf, sign flips, off-by-ones and the exercise's own plausible mistakes
+    (the neighbouring sub-question, the unmasked variant, ...) are all rejected with the hint."""
+    ex = ALL[exercise_id]
+    context = ex.example_context()
+    wrongs = E.plausible_wrong_answers(exercise_id, **context)
+    assert wrongs, f"{exercise_id}: no wrong answers to test the checker with"
+    accepted = []
+    for label, answer in wrongs:
+        capsys.readouterr()
+        if E.check(exercise_id, answer, **context) is not False:
+            accepted.append(label)
+        elif ex.hint not in capsys.readouterr().out:
+            accepted.append(f"{label} (rejected without the hint)")
+    assert not accepted, f"{exercise_id} accepts plausible wrong answers: {accepted}"
+
+
+@pytest.mark.parametrize("exercise_id", sorted(ALL))
 def test_unattempted_prints_the_hint(exercise_id, capsys):
     ex = ALL[exercise_id]
     assert E.check(exercise_id, None, **ex.example_context()) is None

@@ -13,7 +13,12 @@ computes it from the same context (the data the learner has). Chapters register 
 exercises in ``course_lib/exercises/chNN.py``; this package imports them all.
 
 Tests (``tests/test_exercises.py``) run every reference solution through the checker (it
-must pass) and a wrong answer (it must fail), so each checker is shown to do both.
+must pass) and a set of *plausible* wrong answers (they must all fail, with the hint):
+the generic ones every numeric exercise gets (0, NaN, ±inf, a sign flip, an off-by-one for
+integers, a 10 % error) and the exercise's own ``wrong_answers`` (the neighbouring
+sub-question's answer, the unmasked or unfiltered variant, a p-value read as a percentage...).
+Tolerances are chosen per quantity: ``rtol`` relative, ``atol`` absolute and 0 by default,
+so a tiny right answer such as a p-value of 3e-10 is not matched by 0.
 """
 
 from __future__ import annotations
@@ -40,9 +45,13 @@ class Exercise:
         solution: ``solution(**context) -> expected answer`` (the reference solution).
         cases: for exercises whose answer is a *function*: argument tuples to call both the
             learner's function and the reference function with.
-        rtol, atol: tolerance for numbers and arrays.
+        rtol, atol: tolerance for numbers and arrays (relative, absolute). ``atol`` is 0
+            by default: set it only for quantities whose right value may be 0.
         example_context: builds a small context for the tests.
         wrong: ``wrong(**context) -> a wrong answer`` (default: a perturbed reference).
+        wrong_answers: ``wrong_answers(**context) -> [(label, answer), ...]``: the plausible
+            mistakes of this exercise (neighbouring sub-question, unmasked variant, off by
+            one, ...). ``tests/test_exercises.py`` requires every one to be rejected.
     """
 
     id: str
@@ -51,9 +60,10 @@ class Exercise:
     solution: Callable[..., Any]
     cases: Callable[..., list[tuple]] | None = None
     rtol: float = 1e-6
-    atol: float = 1e-9
+    atol: float = 0.0
     example_context: Callable[[], dict] = field(default=dict)
     wrong: Callable[..., Any] | None = None
+    wrong_answers: Callable[..., list[tuple[str, Any]]] | None = None
 
 
 def register(id: str, title: str, hint: str, **options) -> Callable:
@@ -146,6 +156,48 @@ def check(exercise_id: str, answer: Any, **context) -> bool | None:
     return ok
 
 
+def plausible_wrong_answers(exercise_id: str, **context) -> list[tuple[str, Any]]:
+    """The wrong answers a checker must reject: generic ones for the answer's type plus the
+    exercise's own ``wrong_answers``. Each is ``(label, answer)``; answers that happen to equal
+    the reference (e.g. 0 when the right answer is 0) are left out."""
+    ex = get(exercise_id)
+    expected = ex.solution(**context)
+    out: list[tuple[str, Any]] = []
+    if callable(expected):
+        out += [("a function returning 0", lambda *a: 0.0), ("a function returning NaN", lambda *a: float("nan"))]
+    elif isinstance(expected, (bool, np.bool_)):
+        out += [("the opposite", not bool(expected)), ("the string 'yes'", "yes"), ("1 instead of True", 1)]
+    elif isinstance(expected, (int, float, np.integer, np.floating)):
+        v = float(expected)
+        out += [("0", 0.0), ("NaN", float("nan")), ("+inf", float("inf")), ("-inf", float("-inf")),
+                ("10 % too high", v * 1.1 if v != 0 else 1e-3), ("a string", str(v))]
+        if v != 0:
+            out.append(("the sign flipped", -v))
+        if isinstance(expected, (int, np.integer)) or float(v).is_integer():
+            out += [("off by one (+1)", v + 1), ("off by one (-1)", v - 1)]
+    elif isinstance(expected, str):
+        out += [("an empty string", ""), ("None-like text", "none")]
+    elif isinstance(expected, (set, frozenset)):
+        out += [("an empty set", set())]
+        if expected:
+            out.append(("one item missing", set(list(expected)[1:])))
+    else:
+        arr = np.asarray(expected)
+        if np.issubdtype(arr.dtype, np.number) and arr.size:
+            out += [("all zeros", np.zeros_like(arr, dtype=float)), ("NaNs", np.full(arr.shape, np.nan)),
+                    ("the wrong shape", np.zeros(arr.size + 1))]
+    if ex.wrong is not None:
+        out.append(("the exercise's wrong answer", ex.wrong(**context)))
+    if ex.wrong_answers is not None:
+        out += list(ex.wrong_answers(**context))
+    kept = []
+    for label, answer in out:
+        same, _ = _compare(answer, expected, ex.rtol, ex.atol) if not callable(expected) else (False, "")
+        if not same or label.startswith("!"):
+            kept.append((label, answer))
+    return kept
+
+
 def get(exercise_id: str) -> Exercise:
     _load_chapters()
     if exercise_id not in REGISTRY:
@@ -172,4 +224,7 @@ def all_exercises() -> dict[str, Exercise]:
     return dict(REGISTRY)
 
 
-__all__ = ["Exercise", "REGISTRY", "all_exercises", "check", "evaluate_answer", "get", "register"]
+__all__ = [
+    "Exercise", "REGISTRY", "all_exercises", "check", "evaluate_answer", "get",
+    "plausible_wrong_answers", "register",
+]

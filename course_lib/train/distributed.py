@@ -239,15 +239,14 @@ class DistributedTrainer(Trainer):
         for i, (batch, n_local) in enumerate(zip(micro_batches, counts)):
             last = i == len(micro_batches) - 1
             sync = nullcontext() if (last or not self.ctx.distributed) else self._ddp.no_sync()
-            with sync, torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                mean = self._ddp(batch)                                  # mean over this micro-batch's targets
-                scaled = mean * (n_local * self.ctx.world_size / n_global)
-            if not torch.isfinite(mean):
-                raise FloatingPointError(
-                    f"the loss became {mean.item()} at step {self.step}; lower the learning rate (now "
-                    f"{self.optimizer.param_groups[0]['lr']:.3g}), enable clip_norm, or check the data")
-            with sync:
-                scaled.backward()
+            with sync:                                                   # no gradient all-reduce before the last
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    mean = self._ddp(batch)                              # mean over this micro-batch's targets
+                if not torch.isfinite(mean):
+                    raise FloatingPointError(
+                        f"the loss became {mean.item()} at step {self.step}; lower the learning rate (now "
+                        f"{self.optimizer.param_groups[0]['lr']:.3g}), enable clip_norm, or check the data")
+                (mean * (n_local * self.ctx.world_size / n_global)).backward()
             loss_sum += float(mean.detach()) * n_local
         value = float(self._all_reduce_sum(loss_sum.reshape(1)).item()) / n_global
         params = [p for g in self.optimizer.param_groups for p in g["params"]]

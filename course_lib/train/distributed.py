@@ -98,7 +98,6 @@ def init_distributed(device: str | None = None) -> DistContext:
         device: ``"cpu"`` or ``"cuda"``; default CUDA when available.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(f"cuda:{local}") if kind == "cuda" else torch.device("cpu")

@@ -180,8 +180,7 @@ class ShopEnvironment:
         w = (self.taste[:, np.maximum(self.category, 0)] * pop[None, :]
              * np.exp(-self.price_sensitivity[:, None] * rel_price[None, :])).astype(np.float32)
         w[:, 0] = 0.0
-        for u in range(self.n_users):  # the full histories: train + valid + test items
-            hist = np.concatenate([split.train[u], [split.valid[u], split.test[u]]])
+        for u, hist in enumerate(full_histories(split)):  # train + valid + test items: bought already
             w[u, hist] = 0.0
         share = w / w.sum(axis=1, keepdims=True)
         self.attractiveness = (1.0 - np.exp(-self.attraction * self.n_items * share)).astype(np.float32)
@@ -270,4 +269,92 @@ def top_k_slates(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-__all__.append("top_k_slates")
+def full_histories(split: LeaveOneOutSplit) -> list[np.ndarray]:
+    """Each user's whole logged history (train, then the valid and test items): what the
+    user has done before the simulated visits start."""
+    return [np.concatenate([split.train[u], [split.valid[u], split.test[u]]]) for u in range(split.n_users)]
+
+
+def serve_slates(score_fn, split: LeaveOneOutSplit, k: int, *, users: np.ndarray | None = None, max_len: int = 50,
+                 batch_size: int = 1024, histories: list[np.ndarray] | None = None) -> np.ndarray:
+    """``(V, k)`` each user's top-``k`` slate from a model, with every item of the history masked.
+
+    Args:
+        score_fn: ``score_fn(users (B,), histories (B, max_len)) -> (B, n_items + 1)`` (any model
+            of the course: a baseline's ``score``, ``SASRec.score_fn``, ...).
+        split: the split whose internal ids the model uses.
+        k: slate length.
+        users: ``(V,)`` internal user ids (default: every user once).
+        max_len: columns of the left-padded histories passed to the model.
+        batch_size: users scored at once.
+        histories: per user, the items seen so far (default: :func:`full_histories`).
+    """
+    import torch
+
+    from .data.protocol import pad_sequences
+
+    users = np.arange(split.n_users) if users is None else np.asarray(users, dtype=np.int64)
+    hist = full_histories(split) if histories is None else histories
+    out = np.zeros((len(users), k), dtype=np.int64)
+    for start in range(0, len(users), batch_size):
+        b = users[start:start + batch_size]
+        seqs = [hist[u] for u in b]
+        with torch.no_grad():
+            s = score_fn(torch.from_numpy(b), pad_sequences(seqs, max_len))
+        s = s.float().cpu().numpy().astype(np.float64) if hasattr(s, "cpu") else np.array(s, dtype=np.float64)
+        rows = np.repeat(np.arange(len(b)), [len(q) for q in seqs])
+        s[rows, np.concatenate(seqs) if len(seqs) else []] = -np.inf
+        out[start:start + len(b)] = top_k_slates(s, k)
+    return out
+
+
+__all__ += ["full_histories", "serve_slates", "top_k_slates"]
+
+
+def offline_online_table(score_fns: dict, split: LeaveOneOutSplit, env: ShopEnvironment, *, k: int = 10,
+                         visits: np.ndarray | None = None, max_len: int = 50, n_boot: int = 1000,
+                         seed: int = 0) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Score each model offline (full-ranking NDCG@k on the test item, bootstrap CI over users)
+    and online (its top-``k`` slates shown to the simulated users).
+
+    Args:
+        score_fns: ``{name: score_fn(users, histories) -> (B, n_items + 1)}``, fitted for the test stage.
+        split: the leave-one-out split the models were fitted on.
+        env: the simulator built on the same split.
+        k: slate length and metric cut-off.
+        visits: ``(V,)`` users of the simulated test (default: every user once).
+        max_len, n_boot, seed: history length passed to the models; bootstrap resamples; its seed.
+
+    Returns:
+        ``(table, slates)``: one row per model with ``NDCG@k`` and its CI, the *expected* online
+        metrics over all users (``CTR``, ``clicks/visit``, ``conversion``, ``revenue/visit``), and
+        the simulated visits' CTR and revenue per visit with 95% normal intervals; and
+        ``{name: (n_users, k) slates}``.
+    """
+    from .analysis import bootstrap_ci
+    from .evaluate import evaluate
+
+    visits = np.arange(env.n_users) if visits is None else np.asarray(visits, dtype=np.int64)
+    users = np.arange(env.n_users)
+    rows, slates = [], {}
+    for name, fn in score_fns.items():
+        offline, per_user = evaluate(fn, split, "test", ks=(k,), max_len=max_len, per_user=True, device="cpu")
+        ci = bootstrap_ci(per_user[f"NDCG@{k}"].to_numpy(), n_boot=n_boot, seed=seed)
+        slates[name] = serve_slates(fn, split, k, max_len=max_len)
+        expected = {m: float(v.mean()) for m, v in env.expected(users, slates[name]).items()}
+        sim = env.simulate(visits, slates[name][visits])
+        row = {"model": name, f"NDCG@{k}": offline[f"NDCG@{k}"], "NDCG low": ci["low"], "NDCG high": ci["high"],
+               **expected}
+        for col, x in [("sim CTR", sim.clicked), ("sim revenue/visit", sim.revenue)]:
+            x = np.asarray(x, float)
+            half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+            row.update({col: x.mean(), f"{col} low": x.mean() - half, f"{col} high": x.mean() + half})
+        rows.append(row)
+        log.info("%s: NDCG@%d %.4f, expected CTR %.4f", name, k, offline[f"NDCG@{k}"], expected["CTR"])
+    for name, objective in [("oracle (clicks)", "clicks"), ("oracle (revenue)", "revenue")]:
+        slates[name] = top_k_slates(env.oracle_scores(objective), k)
+        rows.append({"model": name, **{m: float(v.mean()) for m, v in env.expected(users, slates[name]).items()}})
+    return pd.DataFrame(rows).set_index("model"), slates
+
+
+__all__.append("offline_online_table")

@@ -97,3 +97,35 @@ def test_errors_say_what_to_fix(world):
         env.simulate(np.array([0]), np.array([[env.n_items + 1]]))
     with pytest.raises(ValueError, match="at must be"):
         ShopEnvironment(shop, split, at=2.0)
+
+
+def test_serve_slates_masks_the_whole_history_and_ranks_by_score(world):
+    from course_lib.baselines import MostPopular
+    from course_lib.simulator import full_histories, serve_slates
+
+    _, split, env = world
+    model = MostPopular().fit(split, include_valid=True)
+    slates = serve_slates(model.score, split, 5, max_len=30, batch_size=64)
+    hist = full_histories(split)
+    counts = model.counts
+    for u in range(0, split.n_users, 37):
+        assert not set(slates[u]) & set(hist[u].tolist())
+        allowed = np.setdiff1d(np.arange(1, split.n_items + 1), hist[u])
+        best = allowed[np.argsort(-counts[allowed], kind="stable")][:5]
+        assert sorted(counts[slates[u]], reverse=True) == sorted(counts[best], reverse=True)
+
+
+def test_offline_online_table_has_every_model_and_the_oracles(world):
+    from course_lib.baselines import MostPopular
+    from course_lib.evaluate import evaluate
+    from course_lib.simulator import offline_online_table
+
+    _, split, env = world
+    pop = MostPopular().fit(split, include_valid=True)
+    table, slates = offline_online_table({"pop": pop.score}, split, env, k=5, max_len=20, n_boot=50)
+    assert list(table.index) == ["pop", "oracle (clicks)", "oracle (revenue)"]
+    assert table.loc["pop", "NDCG@5"] == pytest.approx(evaluate(pop.score, split, "test", ks=(5,), max_len=20,
+                                                                device="cpu")["NDCG@5"])
+    assert table.loc["pop", "NDCG low"] <= table.loc["pop", "NDCG@5"] <= table.loc["pop", "NDCG high"]
+    assert table.loc["oracle (clicks)", "clicks/visit"] >= table.loc["pop", "clicks/visit"]
+    assert slates["pop"].shape == (split.n_users, 5)

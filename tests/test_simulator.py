@@ -122,7 +122,7 @@ def test_offline_online_table_has_every_model_and_the_oracles(world):
 
     _, split, env = world
     pop = MostPopular().fit(split, include_valid=True)
-    table, slates = offline_online_table({"pop": pop.score}, split, env, k=5, max_len=20, n_boot=50)
+    table, slates = offline_online_table({"pop": pop.score}, split, env, k=5, max_len=20, n_boot=200)
     assert list(table.index) == ["pop", "oracle (clicks)", "oracle (revenue)"]
     assert table.loc["pop", "NDCG@5"] == pytest.approx(evaluate(pop.score, split, "test", ks=(5,), max_len=20,
                                                                 device="cpu")["NDCG@5"])

@@ -1,4 +1,7 @@
-"""Shared fixtures. MovieLens is fetched by `make test` before pytest runs (`make data`)."""
+"""Shared fixtures, and the `slow` marker of the library tests that take seconds.
+
+MovieLens is fetched by `make test` / `make unit` before pytest runs (`make data`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,19 @@ import pandas as pd
 import pytest
 
 os.environ.setdefault("COURSE_DEVICE", "cpu")  # tests compare numbers; keep them on the CPU
+
+# Library tests marked `slow` (and so left out of `make unit`), in one place so that test
+# files need no decorators. A node id without "[...]" marks every parametrisation. Chosen
+# from `pytest tests -m "not notebook" --durations=60` (CONTRIBUTING.md "Tests"); a test
+# that takes more than about 2 s belongs here.
+SLOW_TESTS: frozenset[str] = frozenset({
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in SLOW_TESTS or item.nodeid.split("[")[0] in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ the committed notebook on the cells marked ``# NBVAL_CHECK_OUTPUT``, with nbval'
 comparison (``nbval.plugin.IPyNbCell.compare_outputs``: the same skipped keys, stream
 coalescing and sanitising as ``pytest --nbval-lax``), so ``make test`` no longer runs
 every notebook a second time under nbval. A failure names the notebook, the cell and the
-error or the differing output; the executed notebook is kept in ``build/smoke/``.
+error or the differing output, and where the executed notebook was kept (pytest's
+``tmp_path``: per run, so two runs side by side do not share files).
 
     pytest tests/test_notebooks.py -k 03          # one chapter: execute, compare, conventions
 """
@@ -31,7 +32,6 @@ from nbval.plugin import IPyNbCell, coalesce_streams, find_comment_markers, find
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IDS = [p.stem for p in NOTEBOOKS]
-EXECUTED = ROOT / "build" / "smoke"
 TIMES = ROOT / "build" / "smoke_times.json"
 MACHINE_PATH = re.compile(r"(/root/|/tmp/|/home/\w+/|/Users/\w+/|/work/|C:\\\\Users)")
 
@@ -198,9 +198,9 @@ def test_there_are_notebooks():
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_notebook_runs_at_smoke_scale(path: Path):
+def test_notebook_runs_at_smoke_scale(path: Path, tmp_path: Path):
     """Executes the notebook once, then compares its # NBVAL_CHECK_OUTPUT cells (nbval's rules)."""
-    seconds = execute_and_compare(path, EXECUTED / path.name)
+    seconds = execute_and_compare(path, tmp_path / path.name)
     _record_time(path.name, seconds)
     print(f"{path.name}: {seconds:.1f} s at smoke scale")
 

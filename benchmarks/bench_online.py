@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _results import machine, save_section
 from scipy import stats
 
 from course_lib.baselines import BPRMF, EASE, ItemKNN, MostPopular
@@ -33,6 +32,8 @@ from course_lib.data import leave_one_out, load_dataset
 from course_lib.models.sasrec import SASRec, SASRecConfig
 from course_lib.simulator import ShopEnvironment, offline_online_table
 from course_lib.train import SequenceCollator, TrainConfig, Trainer
+
+from _results import machine, save_section
 
 OUT = Path(__file__).resolve().parent / "results" / "online.json"
 
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         "visits": args.visits, "machine": machine(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "command": ".venv/bin/python benchmarks/bench_online.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": (".venv/bin/python benchmarks/bench_online.py "
+                    + " ".join(argv if argv is not None else sys.argv[1:])),
     }
     save_section(OUT, "offline_vs_online", payload)
 

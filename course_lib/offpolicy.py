@@ -25,7 +25,7 @@ def softmax_policy(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     ``temperature → 0`` approaches the greedy (top-1) policy, large temperatures the uniform one.
     """
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 (use a small value such as 0.01 for near-greedy), got {temperature}")
+        raise ValueError(f"temperature must be > 0 (a small value such as 0.01 is near-greedy), got {temperature}")
     s = np.asarray(scores, dtype=np.float64) / temperature
     s = s - np.max(s, axis=1, keepdims=True)
     e = np.exp(s)
@@ -42,7 +42,7 @@ def sample_from(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _weights(target_prob: np.ndarray, logging_prob: np.ndarray) -> np.ndarray:
     target_prob, logging_prob = np.asarray(target_prob, float), np.asarray(logging_prob, float)
     if target_prob.shape != logging_prob.shape:
-        raise ValueError(f"target and logging propensities must align, got {target_prob.shape} and {logging_prob.shape}")
+        raise ValueError(f"target and logging propensities must align; got {target_prob.shape}, {logging_prob.shape}")
     if (logging_prob <= 0).any():
         raise ValueError("a logged action has logging propensity 0: IPS needs π₀(a|x) > 0 for every logged action "
                          "(log the propensities the policy actually used)")

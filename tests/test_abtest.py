@@ -7,8 +7,12 @@ import pytest
 from scipy import stats
 
 from course_lib.abtest import (
-    interleaving_credit, msprt_always_valid, peeking_false_positive_rate, sample_size_two_proportions,
-    team_draft_interleave, two_proportion_test,
+    interleaving_credit,
+    msprt_always_valid,
+    peeking_false_positive_rate,
+    sample_size_two_proportions,
+    team_draft_interleave,
+    two_proportion_test,
 )
 
 

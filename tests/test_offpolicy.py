@@ -12,7 +12,7 @@ def test_hand_computed_estimates():
     r = np.array([1, 0, 1, 0])
     p1 = np.array([0.5, 0.1, 0.2, 0.4])
     p0 = np.array([0.25, 0.5, 0.4, 0.2])
-    w = p1 / p0                                   # 2, 0.2, 0.5, 2
+    # weights p1 / p0: 2, 0.2, 0.5, 2
     assert ips(r, p1, p0) == pytest.approx((2 + 0.5) / 4)
     assert snips(r, p1, p0) == pytest.approx(2.5 / 4.7)
     assert effective_sample_size(p1, p0) == pytest.approx(4.7 ** 2 / (4 + 0.04 + 0.25 + 4))
@@ -38,7 +38,7 @@ def test_ips_is_unbiased_for_a_different_policy_and_snips_close():
     truth = (p1 * ctr).sum(axis=1).mean()
     logged_truth = (p0 * ctr).sum(axis=1).mean()
     est_ips, est_snips = [], []
-    for rep in range(20):
+    for _ in range(20):
         a = sample_from(p0, rng)
         r = (rng.random(V) < ctr[np.arange(V), a]).astype(float)
         est_ips.append(ips(r, p1[np.arange(V), a], p0[np.arange(V), a]))

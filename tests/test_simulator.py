@@ -28,8 +28,9 @@ def test_attractiveness_follows_the_documented_formula_for_one_user(world):
     items = shop.items.set_index("item_id").loc[split.item_ids[1:].astype(int)]
     from course_lib.data.shop import CATALOGUE
     med = {ty.name: ty.price for c in CATALOGUE for ty in c.types}
+    rho = np.log(items["price"] / items["product_type"].map(med)).to_numpy()
     w = (taste[items["category"]].to_numpy() * t["item_popularity"].loc[items.index].to_numpy()
-         * np.exp(-t["user_price_sensitivity"].loc[uid] * np.log(items["price"] / items["product_type"].map(med))).to_numpy())
+         * np.exp(-t["user_price_sensitivity"].loc[uid] * rho))
     seen = np.concatenate([split.train[u], [split.valid[u], split.test[u]]])
     w[seen - 1] = 0
     a = 1 - np.exp(-env.attraction * env.n_items * w / w.sum())

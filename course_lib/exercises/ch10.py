@@ -57,7 +57,8 @@ def _ope_context() -> dict:
     wrong_answers=lambda rewards, target_prob, logging_prob: [
         ("plain IPS", float(np.mean(rewards * target_prob / logging_prob))),
         ("the logged click rate", float(np.mean(rewards))),
-        ("weights upside down", float(np.sum(rewards * logging_prob / target_prob) / np.sum(logging_prob / target_prob))),
+        ("weights upside down",
+         float(np.sum(rewards * logging_prob / target_prob) / np.sum(logging_prob / target_prob))),
     ],
 )
 def snips_estimate(rewards, target_prob, logging_prob) -> float:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -167,8 +168,29 @@ def rerank(candidates: np.ndarray, scores: np.ndarray) -> np.ndarray:
 def ndcg_of_lists(lists: np.ndarray, targets: np.ndarray, k: int = 10) -> np.ndarray:
     """``(B,)`` NDCG@k of ranked ``(B, C)`` lists with one relevant item each (0 if not in the top k)."""
     hits = lists[:, :k] == np.asarray(targets)[:, None]
-    pos = np.where(hits.any(1), hits.argmax(1), -1)
-    return np.where(pos >= 0, 1.0 / np.log2(pos + 2.0), 0.0)
+    found = hits.any(1)
+    out = np.zeros(len(lists))
+    out[found] = 1.0 / np.log2(hits[found].argmax(1) + 2.0)
+    return out
 
 
-__all__ = ["CrossEncoder", "RERANK_LOSSES", "history_text", "ndcg_of_lists", "rerank"]
+def tiny_random_bert(folder: str | Path, *, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> str:
+    """Save a tiny *random* BERT with MiniLM's tokenizer to ``folder`` and return its path.
+
+    It knows no language; it runs the cross-encoder's code path in seconds (tests, smoke runs).
+    """
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from .text import minilm_path
+
+    folder = Path(folder)
+    tok = AutoTokenizer.from_pretrained(str(minilm_path()))
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=hidden_size, num_hidden_layers=layers,
+                         num_attention_heads=2, intermediate_size=2 * hidden_size,
+                         max_position_embeddings=128)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+__all__ = ["CrossEncoder", "RERANK_LOSSES", "history_text", "ndcg_of_lists", "rerank", "tiny_random_bert"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.rerank import CrossEncoder, history_text, ndcg_of_lists, rerank
+from course_lib.rerank import CrossEncoder, history_text, ndcg_of_lists, rerank, tiny_random_bert
 
 torch.set_num_threads(1)
 
@@ -14,17 +14,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     """A tiny random BERT with MiniLM's tokenizer, saved as a folder (seconds to train)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from course_lib.text import minilm_path
-
-    path = tmp_path_factory.mktemp("tiny_bert")
-    tok = AutoTokenizer.from_pretrained(str(minilm_path()))
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    return tiny_random_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 def test_history_text_most_recent_first():

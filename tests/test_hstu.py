@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 
 from course_lib.models.hstu import HSTU, HSTUConfig, RelativePositionBias, pointwise_attention
 

@@ -4,7 +4,6 @@ re-ranking and list NDCG by hand."""
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from course_lib.rerank import CrossEncoder, history_text, ndcg_of_lists, rerank, tiny_random_bert
 

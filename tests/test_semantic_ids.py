@@ -3,8 +3,16 @@
 import numpy as np
 import pytest
 
-from course_lib.semantic_ids import (PrefixTrie, SemanticIDs, add_collision_suffix, code_purity, codebook_usage,
-                                     collision_rate, reconstruct, residual_kmeans)
+from course_lib.semantic_ids import (
+    PrefixTrie,
+    SemanticIDs,
+    add_collision_suffix,
+    code_purity,
+    codebook_usage,
+    collision_rate,
+    reconstruct,
+    residual_kmeans,
+)
 
 
 def _planted(seed=0):

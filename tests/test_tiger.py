@@ -64,6 +64,7 @@ def test_score_fn_interface():
     assert (torch.isfinite(scores).sum(1) == 5).all()
 
 
+@pytest.mark.slow
 def test_tiger_learns_a_planted_pattern():
     """Users walk item i -> i + 1; after training, generation puts the next item first."""
     from course_lib.data import leave_one_out

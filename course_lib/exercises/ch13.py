@@ -90,8 +90,9 @@ def _ndcg(lists, targets, k=10):
         ("before re-ranking", float(_ndcg(np.asarray(candidates), targets).mean())),
         ("lowest score first", float(_ndcg(np.take_along_axis(np.asarray(candidates), np.argsort(scores, 1), 1),
                                            targets).mean())),
-        ("HR@10 instead of NDCG@10", float((np.take_along_axis(np.asarray(candidates), np.argsort(-scores, 1), 1)[:, :10]
-                                            == np.asarray(targets)[:, None]).any(1).mean())),
+        ("HR@10 instead of NDCG@10",
+         float((np.take_along_axis(np.asarray(candidates), np.argsort(-scores, 1), 1)[:, :10]
+                == np.asarray(targets)[:, None]).any(1).mean())),
     ],
 )
 def reranked_ndcg(candidates, scores, targets) -> float:

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _results import machine, save_section
-
 from course_lib.data import leave_one_out, load_dataset
 from course_lib.scaling import ivfpq_bytes, measure_ivfpq
 from course_lib.train.size_sweep import train_point
+
+from _results import machine, save_section
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "scaling.json"

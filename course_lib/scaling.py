@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 
 
-def sasrec_parameters(n_items: int, max_len: int, d_model: int, n_layers: int, d_ff: int | None = None) -> dict[str, int]:
+def sasrec_parameters(n_items: int, max_len: int, d_model: int, n_layers: int,
+                      d_ff: int | None = None) -> dict[str, int]:
     """Parameters of :class:`~course_lib.models.SASRec`, by part.
 
     Returns ``{"item_table": V·d, "positions": T·d, "blocks": L·(4d² + 4d + 4d + 2df + f + d),

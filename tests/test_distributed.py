@@ -22,7 +22,13 @@ from safetensors.torch import load_file
 from course_lib.models.sasrec import SASRec, SASRecConfig
 from course_lib.train import SequenceCollator, TrainConfig, Trainer
 from course_lib.train.distributed import (
-    DistContext, DistributedTrainer, ShardCollate, choose_backend, count_targets, init_distributed, main,
+    DistContext,
+    DistributedTrainer,
+    ShardCollate,
+    choose_backend,
+    count_targets,
+    init_distributed,
+    main,
     synthetic_sequences,
 )
 

@@ -8,8 +8,15 @@ import torch
 
 from course_lib.models.sasrec import SASRec, SASRecConfig
 from course_lib.scaling import (
-    allreduce_bytes, counted_flops, ivfpq_bytes, measure_ivfpq, measured_state_bytes, sasrec_parameters,
-    sasrec_train_flops, saved_activation_bytes, training_state_bytes,
+    allreduce_bytes,
+    counted_flops,
+    ivfpq_bytes,
+    measure_ivfpq,
+    measured_state_bytes,
+    sasrec_parameters,
+    sasrec_train_flops,
+    saved_activation_bytes,
+    training_state_bytes,
 )
 from course_lib.train import SequenceCollator
 

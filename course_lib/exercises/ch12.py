@@ -33,7 +33,8 @@ def _comm_context() -> dict:
 
 @register(
     "12.2",
-    "bytes each process sends per optimizer step when DDP ring-all-reduces n_params fp32 gradients over world_size processes",
+    "bytes each process sends per optimizer step when DDP ring-all-reduces n_params fp32 gradients "
+    "over world_size processes",
     "a ring all-reduce is a reduce-scatter then an all-gather; each sends (W - 1)/W of the gradient buffer "
     "(n_params × 4 bytes): 2 · (W - 1)/W · n_params · 4",
     example_context=_comm_context,
@@ -56,7 +57,8 @@ def _lr_context() -> dict:
 
 @register(
     "12.3",
-    "the learning rate of a world_size-process DDP run that keeps the one-process run's global batch (lr was right for it)",
+    "the learning rate of a world_size-process DDP run that keeps the one-process run's global batch "
+    "(lr was right for it)",
     "each rank back-propagates its share, and DDP AVERAGES the gradients over the ranks: with the global batch "
     "unchanged, the averaged gradient is the one-process gradient, so the step needs no rescaling",
     example_context=_lr_context,

@@ -362,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                   str(out / "weights.safetensors"))
         result = {"world_size": ctx.world_size, "backend": ctx.backend, "device": str(ctx.device),
                   "accumulation": args.accumulation, "global_batch": args.batch_size, "steps": trainer.step,
-                  "epochs_done": trainer.epoch, "losses": history.steps["loss"], "grad_norms": history.steps["grad_norm"],
+                  "epochs_done": trainer.epoch, "losses": history.steps["loss"],
+                  "grad_norms": history.steps["grad_norm"],
                   "seconds": seconds, "sequences": trainer.step * args.batch_size,
                   "parameters": model.num_parameters(), "evals": history.evals, "stop_reason": history.stop_reason,
                   "argv": list(argv) if argv is not None else None}

@@ -58,7 +58,7 @@ def _wrong_00_2(dataset: Dataset) -> list[tuple[str, object]]:
         ("the users with at most 100", int((lengths <= 100).sum())),
         ("their share instead of their number", float((lengths > 100).mean())),
         ("their ratings instead of the users", int(lengths[lengths > 100].sum())),
-        ("all users", int(len(lengths))),
+        ("all users", len(lengths)),
     ]
 
 
@@ -91,7 +91,7 @@ def _top_share(counts, fraction: float) -> float:
                    (np.array([0, 9, 1]), 1 / 3), ([4, 1, 2, 8, 1, 3, 1, 1, 1, 6], 0.25)],
     wrong_answers=lambda: [
         ("rounding the number of items down", lambda c, f: _share_of_top(c, int(np.floor(f * len(c))))),
-        ("rounding to the nearest", lambda c, f: _share_of_top(c, int(round(f * len(c))))),
+        ("rounding to the nearest", lambda c, f: _share_of_top(c, round(f * len(c)))),
         ("the counts not sorted", lambda c, f: float(np.asarray(c, float)[: int(np.ceil(f * len(c)))].sum()
                                                      / np.asarray(c, float).sum())),
         ("sorted increasing (the least popular items)", lambda c, f: float(

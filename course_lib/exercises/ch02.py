@@ -32,7 +32,7 @@ def _wrong_02_1(W1, b1, x) -> list[tuple[str, object]]:
 @register(
     "02.1",
     "the hidden layer h = ReLU(W1 x + b1) of the article's network for a new input x",
-    "unit i uses row i of W1: z1 = W1 @ x + b1 in numpy; then the ReLU clips each negative entry to 0",
+    "row i of W1 times x, plus b1[i], then max(0, ·): W1 @ x + b1 in numpy, then np.maximum(·, 0)",
     example_context=lambda: {"W1": _article_net()["W1"], "b1": _article_net()["b1"], "x": np.array([4.0, -3.0])},
     wrong_answers=_wrong_02_1,
 )

@@ -32,6 +32,29 @@ def _full_ce(hidden, targets, item_embeddings) -> float:
     return float(np.mean(lse - s[np.arange(len(h)), t]))
 
 
+def _ce_variant(hidden, targets, item_embeddings, keep_padding=False, shift=1, stable=True) -> float:
+    h = np.asarray(hidden, dtype=np.float64)
+    E = np.asarray(item_embeddings, dtype=np.float64)
+    E = E if keep_padding else E[1:]
+    t = np.asarray(targets, dtype=np.int64) - (0 if keep_padding else shift)
+    t = np.clip(t, 0, len(E) - 1)
+    s = h @ E.T
+    with np.errstate(over="ignore", invalid="ignore"):
+        if stable:
+            m = s.max(axis=1, keepdims=True)
+            lse = (m + np.log(np.exp(s - m).sum(axis=1, keepdims=True))).ravel()
+        else:
+            lse = np.log(np.exp(s).sum(axis=1))
+    return float(np.mean(lse - s[np.arange(len(h)), t]))
+
+
+def _bce_only(hidden, targets, item_embeddings) -> float:
+    h = np.asarray(hidden, dtype=np.float64)
+    E = np.asarray(item_embeddings, dtype=np.float64)
+    s_t = (h * E[np.asarray(targets, dtype=np.int64)]).sum(-1)
+    return float(np.mean(np.logaddexp(0.0, -s_t)))
+
+
 def _ce_cases() -> list[tuple]:
     rng = np.random.default_rng(1)
     cases = [(np.array([[1.0, 0.0]]), np.array([1]), np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 1.0], [0.0, 3.0]]))]
@@ -49,6 +72,15 @@ def _ce_cases() -> list[tuple]:
     cases=_ce_cases,
     rtol=1e-6,
     atol=1e-9,
+    wrong_answers=lambda: [
+        ("padding row 0 kept as a candidate", lambda h, t, E: _ce_variant(h, t, E, keep_padding=True)),
+        ("target index not shifted (s[target] on the items without padding)",
+         lambda h, t, E: _ce_variant(h, t, E, shift=0)),
+        ("the sum over rows instead of the mean", lambda h, t, E: _ce_variant(h, t, E) * len(np.atleast_2d(h))),
+        ("no max subtraction (overflows on large scores)", lambda h, t, E: _ce_variant(h, t, E, stable=False)),
+        ("the sign flipped", lambda h, t, E: -_ce_variant(h, t, E)),
+        ("BCE with the target alone", lambda h, t, E: _bce_only(h, t, E)),
+    ],
 )
 def full_ce_reference():
     return _full_ce
@@ -60,6 +92,15 @@ def full_ce_reference():
     "each training sequence s gives inputs s[:-1] and targets s[1:], cut to the last max_len: "
     "min(len(s) - 1, max_len) targets per user; sum over split.train",
     example_context=lambda: {"split": _toy_split(), "max_len": 20},
+    wrong_answers=lambda split, max_len: [
+        ("min(len(s), max_len): the sequence's own length, not its targets", int(sum(min(len(s), int(max_len))
+                                                                                    for s in split.train if len(s) >= 2))),
+        ("no cut at max_len", int(sum(len(s) - 1 for s in split.train))),
+        ("cut at max_len - 1", int(sum(min(len(s) - 1, int(max_len) - 1) for s in split.train if len(s) >= 2))),
+        ("the training interactions, len(s) summed", int(sum(len(s) for s in split.train))),
+        ("one target per user", int(sum(1 for s in split.train if len(s) >= 2))),
+        ("users × max_len cells", int(sum(1 for s in split.train if len(s) >= 2)) * int(max_len)),
+    ],
 )
 def targets_per_epoch(split: LeaveOneOutSplit, max_len: int) -> int:
     return int(sum(min(len(s) - 1, int(max_len)) for s in split.train if len(s) >= 2))
@@ -71,6 +112,15 @@ def targets_per_epoch(split: LeaveOneOutSplit, max_len: int) -> int:
     "targets per epoch (exercise 04.2) divided by the number of cells, users × max_len; "
     "the rest is padding, on which the output layer need not run",
     example_context=lambda: {"split": _toy_split(), "max_len": 20},
+    wrong_answers=lambda split, max_len: [
+        ("the padding share (1 - answer)", 1 - target_share(split, max_len)),
+        ("a percentage", 100 * target_share(split, max_len)),
+        ("cells counted as users × (max_len + 1)", targets_per_epoch(split, max_len)
+         / (sum(1 for s in split.train if len(s) >= 2) * (int(max_len) + 1))),
+        ("no cut at max_len in the numerator", sum(len(s) - 1 for s in split.train if len(s) >= 2)
+         / (sum(1 for s in split.train if len(s) >= 2) * int(max_len))),
+        ("the number of targets, not the share", float(targets_per_epoch(split, max_len))),
+    ],
 )
 def target_share(split: LeaveOneOutSplit, max_len: int) -> float:
     users = sum(1 for s in split.train if len(s) >= 2)

@@ -20,13 +20,12 @@ a shop can show, quickly. This module holds the pieces, in the order chapter 07 
 
 The model interface
 -------------------
-:class:`Recommender` wraps anything that scores, in this order of preference:
-
-* an object with ``score(histories) -> (B, n_items + 1)`` (every course model): ``histories``
-  is a ``(B, L)`` LongTensor of left-padded internal item ids (0 = padding, most recent item
-  in the last column), column 0 of the scores is padding;
-* a callable ``score_fn(users, histories) -> (B, n_items + 1)`` (the evaluator's interface,
-  used by the baselines); for histories that belong to no known user, ``users`` is ``-1``.
+:class:`Recommender` wraps anything that scores (:func:`course_lib.scoring.as_score_fn`):
+a :class:`course_lib.scoring.Scorer` (every course model and baseline: ``score(users,
+histories) -> (B, n_items + 1)``, ``histories`` a ``(B, L)`` LongTensor of left-padded
+internal item ids, 0 = padding, most recent item in the last column; column 0 of the
+scores is ``-inf``), an object with the older ``score(histories)``, or a callable
+``score_fn(users, histories)``. For histories that belong to no known user, ``users`` is ``-1``.
 
 Retrieval also needs ``user_vector(histories) -> (B, d)`` and an item table
 ``item_embeddings`` ``(n_items + 1, d)`` (a tensor attribute, a property or a method) such that
@@ -60,6 +59,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data.protocol import PAD, LeaveOneOutSplit, pad_sequences
+from .scoring import as_score_fn, check_users, mask_padding
 
 NEG_INF = float("-inf")
 
@@ -361,22 +361,12 @@ def _check_k(k: int, n_items: int) -> int:
     return int(k)
 
 
-def _scorer(model: Any) -> Callable[[torch.Tensor | None, torch.Tensor], torch.Tensor]:
-    score = getattr(model, "score", None)
-    if callable(score):
-        return lambda users, histories: score(histories)
-    if callable(model):
-        return model
-    raise TypeError(f"cannot score with a {type(model).__name__}: pass a model with score(histories) "
-                    "or a callable score_fn(users, histories)")
-
-
 class Recommender:
     """A model plus its catalogue: scores, masks, filters and ranks, in batches.
 
     Args:
-        model: a model with ``score(histories)`` or a callable ``score_fn(users, histories)``
-            (see the module docstring).
+        model: a :class:`~course_lib.scoring.Scorer` (any course model or baseline), or a
+            callable ``score_fn(users, histories)`` (see the module docstring).
         catalogue: the :class:`Catalogue` (or a ``LeaveOneOutSplit``, whose catalogue is used).
         max_len: histories are left-padded / left-truncated to this many items.
         device: where to compute (default: the model's device, else CPU).
@@ -404,6 +394,10 @@ class Recommender:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n_items = getattr(model, "n_items", None)
+        if isinstance(n_items, (int, np.integer)) and int(n_items) != catalogue.n_items:
+            raise ValueError(f"the model scores {int(n_items)} items but the catalogue has {catalogue.n_items}; "
+                             "build the catalogue from the split the model was trained on")
         self.model = model
         self.catalogue = catalogue
         self.max_len = int(max_len)
@@ -414,7 +408,7 @@ class Recommender:
         self.device = torch.device(device)
         if isinstance(model, nn.Module):
             model.eval()
-        self._score = _scorer(model)
+        self._score = as_score_fn(model)
         self.cache = LRUCache(cache_size) if cache_size > 0 else None
         self._retrieval: bool | None = None       # decided on the first cache miss
         self._items_t: torch.Tensor | None = None
@@ -482,26 +476,30 @@ class Recommender:
                              f"({len(h)}, {self.n_items + 1}) = (batch, n_items + 1)")
         return out
 
-    def score(self, histories: torch.Tensor | Sequence[Sequence[int]], users: Sequence[int] | None = None,
-              *, keys: Sequence[Hashable] | None = None) -> torch.Tensor:
-        """Raw ``(B, n_items + 1)`` float32 scores, computed ``batch_size`` rows at a time.
+    def score(self, users: Any, histories: Any = None, *, keys: Sequence[Hashable] | None = None) -> torch.Tensor:
+        """Raw ``(B, n_items + 1)`` float32 scores, computed ``batch_size`` rows at a time (the
+        :class:`~course_lib.scoring.Scorer` method; column 0 is ``-inf``).
 
+        ``score(users, histories)`` or ``score(histories)`` (every user unknown, ``-1``).
+        ``histories``: ``(B, L)`` left-padded internal ids, or ``B`` sequences of them.
         Rows whose history is empty get the catalogue's popularity (if it has one; else
-        ``ValueError``). ``users`` (internal ids, or -1) are passed to ``score_fn`` models.
+        ``ValueError``). ``users`` (internal ids, or -1) are passed to models that read them.
         ``keys`` (one hashable per row, e.g. a user id) turn on the cache for those rows.
         """
+        if histories is None:
+            users, histories = None, users
         h = self.pad(histories)
         B = len(h)
-        u = torch.full((B,), -1, dtype=torch.long) if users is None else torch.as_tensor(users, dtype=torch.long)
-        if len(u) != B:
-            raise ValueError(f"users has {len(u)} entries for {B} histories")
+        u = check_users(users, B)
+        if u is None:
+            u = torch.full((B,), -1, dtype=torch.long)
         empty = (h == PAD).all(dim=1)
         out = torch.empty((B, self.n_items + 1), dtype=torch.float32, device=self.device)
         todo = torch.nonzero(~empty).flatten()
         if keys is not None and self.cache is not None:
             if len(keys) != B:
                 raise ValueError(f"keys has {len(keys)} entries for {B} histories")
-            self._from_cache(h, keys, todo, out)
+            self._from_cache(h, keys, todo, out, u)
         else:
             if self.trim_padding is None and len(todo):
                 self.trim_padding = self._check_trim(h[todo], u[todo])
@@ -517,14 +515,15 @@ class Recommender:
             bad = int(torch.isnan(out).any(dim=1).nonzero()[0])
             raise RuntimeError(f"the model returned NaN scores for row {bad}; check the model "
                                "(e.g. a fully masked attention row)")
-        return out
+        return mask_padding(out)
 
     def _items(self) -> torch.Tensor:
         if self._items_t is None:
             self._items_t = item_vectors(self.model).detach().float().to(self.device)
         return self._items_t
 
-    def _from_cache(self, h: torch.Tensor, keys: Sequence[Hashable], todo: torch.Tensor, out: torch.Tensor) -> None:
+    def _from_cache(self, h: torch.Tensor, keys: Sequence[Hashable], todo: torch.Tensor, out: torch.Tensor,
+                    users: torch.Tensor) -> None:
         """Fill ``out`` rows from cached user vectors / score rows; compute and cache the misses.
 
         User vectors (``d`` floats) are cached when the model's scores are ``user_vector @
@@ -550,7 +549,7 @@ class Recommender:
             hb = h[rows].to(self.device)
             with torch.inference_mode():
                 rep = (user_vectors(self.model, hb).float() if self._retrieval
-                       else self._forward(torch.full((len(rows),), -1, dtype=torch.long), h[rows]))
+                       else self._forward(users[rows], h[rows]))
             for j, r in enumerate(rows):
                 vectors[r] = rep[j].clone()
                 cache.put(keys[r], vectors[r], fingerprint=prints[r])
@@ -595,19 +594,21 @@ class Recommender:
         if seen is None and exclude_seen and not isinstance(histories, torch.Tensor):
             seen = [np.asarray(s, dtype=np.int64) for s in histories]
         h = self.pad(histories)
-        scores = self.score(h, users, keys=keys)
+        scores = self.score(users, h, keys=keys)
         source = ["popularity" if e else "model" for e in (h == PAD).all(dim=1).tolist()]
         exclude = (seen if seen is not None else h) if exclude_seen else None
         return self.rank(scores, k, filters=filters, exclude=exclude, source=source)
 
     def recommend(self, history: Sequence[int], k: int = 10, *, filters: Filters | None = None,
-                  exclude_seen: bool = True, key: Hashable | None = None) -> pd.DataFrame:
+                  exclude_seen: bool = True, key: Hashable | None = None, user: int = -1) -> pd.DataFrame:
         """One user's list as a table (rank, item_id, title, category, price, in_stock, score).
 
-        ``history`` holds internal ids, oldest first. Rows that filters could not fill are dropped.
+        ``history`` holds internal ids, oldest first; ``user`` is the internal user id for
+        models that read it (BPR-MF; ``-1``: not a known user). Rows that filters could not
+        fill are dropped.
         """
         top = self.topk([np.asarray(history, dtype=np.int64)], k, filters=filters, exclude_seen=exclude_seen,
-                        keys=None if key is None else [key])
+                        users=[int(user)], keys=None if key is None else [key])
         ids, scores = top.row(0)
         return self.catalogue.describe(ids, scores)
 
@@ -644,7 +645,7 @@ class Recommender:
 
     def score_fn(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
         """The evaluator's interface (``course_lib.evaluate.evaluate``): raw scores."""
-        return self.score(histories, users.cpu().tolist())
+        return self.score(users, histories)
 
 
 # ============================================================================ retrieval
@@ -724,7 +725,7 @@ def retrieval_matches_scores(model: Any, histories: torch.Tensor, *, rtol: float
             via = user_vectors(model, histories).float() @ item_vectors(model).float().T
         except (TypeError, RuntimeError):
             return False
-        direct = model.score(histories).float()
+        direct = as_score_fn(model)(None, histories).float()
     if via.shape != direct.shape:
         return False
     finite = torch.isfinite(direct)
@@ -1110,13 +1111,24 @@ class CastScorer(nn.Module):
         self.inner = copy.deepcopy(model).to(dtype).eval()
         self.dtype = dtype
 
-    def score(self, histories: torch.Tensor) -> torch.Tensor:
-        device_type = histories.device.type if histories.device.type in ("cpu", "cuda") else "cpu"
+    @property
+    def n_items(self) -> int:
+        return int(self.inner.n_items)
+
+    def score(self, users: Any, histories: Any = None) -> torch.Tensor:
+        """``score(users, histories)`` (or ``score(histories)``) of the wrapped model, as float32."""
+        if histories is None:
+            users, histories = None, users
+        h = torch.as_tensor(histories)
+        device_type = h.device.type if h.device.type in ("cpu", "cuda") else "cpu"
         with torch.autocast(device_type, dtype=self.dtype):
-            return self.inner.score(histories).float()
+            return as_score_fn(self.inner)(users, h).float()
+
+    def score_fn(self, users: torch.Tensor | None, histories: torch.Tensor) -> torch.Tensor:
+        return self.score(users, histories)
 
     def forward(self, histories: torch.Tensor) -> torch.Tensor:
-        return self.score(histories)
+        return self.score(None, histories)
 
 
 def to_bfloat16(model: nn.Module) -> CastScorer:
@@ -1125,14 +1137,21 @@ def to_bfloat16(model: nn.Module) -> CastScorer:
 
 
 class ScoreModule(nn.Module):
-    """``forward(histories) = model.score(histories)``: the graph that :func:`export_onnx` traces."""
+    """``forward(histories)`` = the model's scores, column 0 ``-inf``: the graph that :func:`export_onnx` traces.
+
+    Models with :class:`~course_lib.scoring.ScorerMixin` are traced through their
+    ``_static_scores`` (no input checks, no data-dependent shapes such as BERT4Rec's
+    length buckets); other models through ``score(histories)``.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, histories: torch.Tensor) -> torch.Tensor:
-        return self.model.score(histories)
+        static = getattr(self.model, "_static_scores", None)
+        scores = static(histories) if callable(static) else as_score_fn(self.model)(None, histories)
+        return mask_padding(scores.float())
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, *, max_len: int, example_batch: int = 4,
@@ -1201,17 +1220,27 @@ class OnnxScorer:
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.max_len = inp.shape[1] if isinstance(inp.shape[1], int) else None
+        cols = self.session.get_outputs()[0].shape[-1]
+        self.n_items: int | None = cols - 1 if isinstance(cols, int) else None
 
-    def score(self, histories: torch.Tensor) -> torch.Tensor:
-        """``(B, max_len)`` int64 histories → ``(B, n_items + 1)`` float32 scores (a torch tensor)."""
-        h = histories.detach().cpu().numpy().astype(np.int64, copy=False)
+    def score(self, users: Any, histories: Any = None) -> torch.Tensor:
+        """``score(users, histories)`` (users are not read) or ``score(histories)``: ``(B, max_len)``
+        int64 histories → ``(B, n_items + 1)`` float32 scores (a torch tensor)."""
+        if histories is None:
+            users, histories = None, users
+        check_users(users, len(histories))
+        h = torch.as_tensor(histories).detach().cpu().numpy().astype(np.int64, copy=False)
+        if h.ndim != 2:
+            raise ValueError(f"histories must be 2-D (B, max_len), got shape {h.shape}")
         if self.max_len is not None and h.shape[1] != self.max_len:
             raise ValueError(f"this ONNX model takes histories of length {self.max_len}, got {h.shape[1]}")
         (out,) = self.session.run(None, {self.input_name: h})
         return torch.from_numpy(out)
 
-    def __call__(self, users: torch.Tensor | None, histories: torch.Tensor) -> torch.Tensor:
-        return self.score(histories)
+    def score_fn(self, users: torch.Tensor | None, histories: torch.Tensor) -> torch.Tensor:
+        return self.score(users, histories)
+
+    __call__ = score_fn
 
 
 def model_size_bytes(model: nn.Module | str | os.PathLike) -> int:

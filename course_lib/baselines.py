@@ -140,7 +140,7 @@ class BaselineModel:
         self._X: sp.csr_matrix | None = None
 
     # -- public API
-    def fit(self, data: LeaveOneOutSplit | sp.spmatrix | np.ndarray, *, include_valid: bool = False):
+    def fit(self, data: LeaveOneOutSplit | sp.spmatrix | np.ndarray, *, include_valid: bool = False) -> "BaselineModel":
         """Learn from ``data`` (a split's training matrix, with ``include_valid`` its
         train + valid matrix, or a bare ``(U, N)`` matrix). Returns ``self``."""
         X = as_training_matrix(data, include_valid=include_valid)
@@ -421,7 +421,7 @@ class ItemKNN(BaselineModel):
             raise ValueError(f"k must be >= 1, got {k}")
         self.k, self.shrink = int(k), float(shrink)
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"k": self.k, "shrink": self.shrink}
 
     def _fit(self, X, data) -> None:
@@ -463,7 +463,7 @@ class EASE(BaselineModel):
             raise ValueError(f"lam (the L2 penalty λ) must be > 0, got {lam}")
         self.lam = float(lam)
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"lam": self.lam}
 
     def _fit(self, X, data) -> None:
@@ -529,7 +529,7 @@ class BPRMF(BaselineModel):
         self.device = get_device(device, verbose=False) if device is not None else get_device(verbose=False)
         self.losses: list[float] = []
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"dim": self.dim, "epochs": self.epochs, "lr": self.lr, "reg": self.reg}
 
     def _init_kwargs(self) -> dict[str, Any]:
@@ -659,13 +659,14 @@ class TfidfContent(BaselineModel):
         self.columns = list(columns) if columns is not None else None
         self.tfidf = {"stop_words": "english", "sublinear_tf": True, "min_df": 1, **tfidf}
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"columns": self.columns, **{k: v for k, v in self.tfidf.items() if k != "stop_words"}}
 
     def _init_kwargs(self) -> dict[str, Any]:
         return {"columns": self.columns, **{k: v for k, v in self.tfidf.items() if isinstance(v, (str, int, float, bool, type(None)))}}
 
-    def fit(self, data, *, include_valid: bool = False, items: pd.DataFrame | Sequence[str] | None = None):
+    def fit(self, data: LeaveOneOutSplit | sp.spmatrix | np.ndarray, *, include_valid: bool = False,
+            items: pd.DataFrame | Sequence[str] | None = None) -> "TfidfContent":
         """As :meth:`BaselineModel.fit`; ``items`` gives the item text when ``data`` is a bare
         matrix: an item table indexed by internal id (row 0 = padding) or one string per
         column of the matrix."""
@@ -717,7 +718,7 @@ class Hybrid(BaselineModel):
         self.models, self.weights = list(models), [float(w) for w in weights]
         self.uses_user_ids = any(m.uses_user_ids for m in models)
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"models": [m.name for m in self.models], "weights": self.weights}
 
     def _init_kwargs(self) -> dict[str, Any]:
@@ -735,7 +736,8 @@ class Hybrid(BaselineModel):
         models = [BaselineModel.from_pretrained(path / f"part-{i}") for i in range(len(init["weights"]))]
         return cls(models, init["weights"])
 
-    def fit(self, data, *, include_valid: bool = False, **kwargs):
+    def fit(self, data: LeaveOneOutSplit | sp.spmatrix | np.ndarray, *, include_valid: bool = False,
+            **kwargs: Any) -> "Hybrid":
         """Fit every model on ``data`` (``kwargs`` go to models whose ``fit`` takes them)."""
         start = time.perf_counter()
         for m in self.models:
@@ -814,7 +816,8 @@ grid_search = tune_baseline  # the old name (deprecated: course_lib.train.grid_s
 
 
 def fit_and_test(model: BaselineModel, split: LeaveOneOutSplit, *, ks: Sequence[int] = (10,),
-                 users: Sequence[int] | None = None, per_user: bool = False):
+                 users: Sequence[int] | None = None, per_user: bool = False
+                 ) -> dict[str, float] | tuple[dict[str, float], pd.DataFrame]:
     """The test-stage protocol: refit ``model`` on train + validation, evaluate on ``"test"``.
 
     Returns what :func:`~course_lib.evaluate.evaluate` returns (with ``per_user``, the

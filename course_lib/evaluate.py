@@ -103,7 +103,15 @@ def topk_items(
     mask_seen: bool = True,
     device: torch.device | str | None = None,
 ) -> np.ndarray:
-    """``(n_users, k)`` internal ids of each user's top-k items (seen items masked)."""
+    """``(U, k)`` internal item ids of each user's top-``k`` list, best first (seen items and padding masked).
+
+    Args:
+        model: a :class:`~course_lib.scoring.Scorer`, a score matrix or a ``score_fn`` (as :func:`evaluate`).
+        split, stage: whose histories are read and masked (``"valid"``: train; ``"test"``: train + valid).
+        k: list length (at most ``n_items``).
+        users: internal user ids (default: all ``U = n_users``, in order).
+        batch_size, max_len, mask_seen, device: as :func:`evaluate`.
+    """
     out = []
     for _, top, _ in _iterate(model, split, stage, k=_check_ks(k)[-1], users=users, batch_size=batch_size,
                               max_len=max_len, mask_seen=mask_seen, device=device):
@@ -230,7 +238,7 @@ def evaluate_sampled(
 ) -> dict[str, float]:
     """Sampled metrics: rank the target among ``n_negatives`` items the user has not seen.
 
-    Only for comparing with papers that used this protocol. Ties between the target and a
+    ``model`` is anything :func:`evaluate` takes. Only for comparing with papers that used this protocol. Ties between the target and a
     negative count against the target (a constant model scores 0, not 1). Negatives are
     drawn with ``seed``, so the same call gives the same numbers.
     """

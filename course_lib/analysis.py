@@ -23,12 +23,19 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Callable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from .data.protocol import LeaveOneOutSplit, pad_sequences
+if TYPE_CHECKING:
+    import pandas as pd
+
+from .data.protocol import PAD, LeaveOneOutSplit, pad_sequences
+from .scoring import Scorer, ScoreFn, as_score_fn
+
+ArrayLike = "Sequence[float] | np.ndarray | torch.Tensor"
+Lists = "Sequence[Sequence[int]] | np.ndarray | torch.Tensor"
 
 __all__ = [
     "bootstrap_ci", "candidates", "gini", "label_vectors", "mmr_rerank", "paired_test", "pareto_front", "per_user_ild",
@@ -37,7 +44,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- uncertainty
-def _values(x, name: str) -> np.ndarray:
+def _values(x: ArrayLike, name: str) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64).ravel()
     if arr.size < 2:
         raise ValueError(f"{name} needs at least two per-user values, got {arr.size}")
@@ -46,7 +53,7 @@ def _values(x, name: str) -> np.ndarray:
     return arr
 
 
-def bootstrap_ci(values, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+def bootstrap_ci(values: ArrayLike, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
                  statistic: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, float]:
     """Percentile bootstrap confidence interval of a mean over users.
 
@@ -83,7 +90,7 @@ def bootstrap_ci(values, *, n_boot: int = 2000, level: float = 0.95, seed: int =
             "se": float(boots.std(ddof=1))}
 
 
-def paired_test(a, b, *, method: Literal["t", "wilcoxon", "permutation", "bootstrap"] = "t",
+def paired_test(a: ArrayLike, b: ArrayLike, *, method: Literal["t", "wilcoxon", "permutation", "bootstrap"] = "t",
                 n_resamples: int = 10_000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
     """Is model A's mean per-user metric different from model B's on the same users?
 
@@ -154,14 +161,14 @@ def paired_test(a, b, *, method: Literal["t", "wilcoxon", "permutation", "bootst
 
 
 # --------------------------------------------------------------------------- popularity bias
-def _rec_array(recommended) -> np.ndarray:
+def _rec_array(recommended: Lists) -> np.ndarray:
     rec = np.asarray(recommended)
     if rec.ndim != 2 or rec.size == 0:
         raise ValueError(f"recommended must be a (users, k) array of item ids, got shape {rec.shape}")
     return rec.astype(np.int64)
 
 
-def popularity_bias(recommended, item_popularity, *, fractions: Sequence[float] = (0.01, 0.1)) -> dict[str, float]:
+def popularity_bias(recommended: Lists, item_popularity: ArrayLike, *, fractions: Sequence[float] = (0.01, 0.1)) -> dict[str, float]:
     """How much of what a model recommends comes from the head of the popularity curve.
 
     Items ``1..n_items`` are ranked by ``item_popularity`` (training counts, index 0 =
@@ -200,7 +207,7 @@ def popularity_bias(recommended, item_popularity, *, fractions: Sequence[float] 
     return out
 
 
-def gini(counts) -> float:
+def gini(counts: ArrayLike) -> float:
     """Gini coefficient of non-negative counts: 0 when all are equal, → 1 when one item has all.
 
     ``G = sum_i (2i - n - 1) c_(i) / (n · sum c)`` with ``c_(1) <= ... <= c_(n)`` sorted.
@@ -217,7 +224,7 @@ def gini(counts) -> float:
     return float(((2 * i - n - 1) * c).sum() / (n * c.sum()))
 
 
-def per_user_ild(recommended, item_vectors: np.ndarray | torch.Tensor) -> np.ndarray:
+def per_user_ild(recommended: Lists, item_vectors: np.ndarray | torch.Tensor) -> np.ndarray:
     """``(U,)`` intra-list diversity of each list: mean pairwise cosine distance of its items.
 
     The per-user version of :func:`course_lib.metrics.intra_list_diversity` (whose mean it
@@ -241,7 +248,7 @@ def per_user_ild(recommended, item_vectors: np.ndarray | torch.Tensor) -> np.nda
     return torch.cat(out).numpy()
 
 
-def label_vectors(items, column: str | None = None, *, sep: str = "|") -> np.ndarray:
+def label_vectors(items: "pd.DataFrame | Sequence[str]", column: str | None = None, *, sep: str = "|") -> np.ndarray:
     """``(N, L)`` multi-hot item vectors from a label column, row ``i`` = internal item ``i``.
 
     ``column`` defaults to ``category`` (the shop) or ``genres`` (MovieLens, ``"A|B"`` gives
@@ -271,13 +278,14 @@ def label_vectors(items, column: str | None = None, *, sep: str = "|") -> np.nda
 
 
 # --------------------------------------------------------------------------- re-ranking
-def candidates(model, split: LeaveOneOutSplit, stage: Literal["valid", "test"] = "test", *,
+def candidates(model: "Scorer | ScoreFn | np.ndarray | torch.Tensor", split: LeaveOneOutSplit, stage: Literal["valid", "test"] = "test", *,
                n: int = 100, users: Sequence[int] | None = None, batch_size: int = 1024,
                max_len: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """Each user's top-``n`` items (seen items and padding masked) and their scores: the re-rankers' input.
 
     Args:
-        model: a score matrix ``(n_users, n_items + 1)`` or a ``score_fn(users, histories)``
+        model: a :class:`~course_lib.scoring.Scorer` (any course model or baseline), a
+            score matrix ``(n_users, n_items + 1)`` or a ``score_fn(users, histories)``
             (the evaluator's interface, see :mod:`course_lib.evaluate`).
         split, stage: whose histories to use and which items to mask.
         n: candidates per user.
@@ -292,6 +300,8 @@ def candidates(model, split: LeaveOneOutSplit, stage: Literal["valid", "test"] =
         raise ValueError(f"n={n} candidates but the catalogue has only {split.n_items} items")
     user_idx = np.arange(split.n_users) if users is None else np.asarray(users, dtype=np.int64)
     seen, history = split.seen_matrix(stage), split.history(stage)
+    if not isinstance(model, (np.ndarray, torch.Tensor)):
+        model = as_score_fn(model)
     all_items, all_scores = [], []
     for start in range(0, len(user_idx), batch_size):
         batch = user_idx[start:start + batch_size]
@@ -308,7 +318,7 @@ def candidates(model, split: LeaveOneOutSplit, stage: Literal["valid", "test"] =
         rows = seen[batch]
         scores[torch.from_numpy(np.repeat(np.arange(len(batch)), np.diff(rows.indptr))),
                torch.from_numpy(rows.indices.astype(np.int64))] = -torch.inf
-        scores[:, 0] = -torch.inf  # padding
+        scores[:, PAD] = -torch.inf
         top = torch.topk(scores, n, dim=1)
         all_items.append(top.indices.numpy())
         all_scores.append(top.values.numpy())
@@ -322,7 +332,7 @@ def _minmax_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.ones_like(x))
 
 
-def mmr_rerank(items, relevance, item_vectors, k: int, lam: float, *, batch_size: int = 1024) -> np.ndarray:
+def mmr_rerank(items: Lists, relevance: "np.ndarray | torch.Tensor", item_vectors: "np.ndarray | torch.Tensor", k: int, lam: float, *, batch_size: int = 1024) -> np.ndarray:
     """Maximal marginal relevance: pick a list that is relevant *and* varied.
 
     Greedy: start from an empty list ``S``; ``k`` times, add the candidate ``i`` that maximises
@@ -375,7 +385,7 @@ def mmr_rerank(items, relevance, item_vectors, k: int, lam: float, *, batch_size
     return torch.cat(out).numpy()
 
 
-def weighted_rerank(items, relevance, objectives: Mapping[str, np.ndarray], weights: Mapping[str, float],
+def weighted_rerank(items: Lists, relevance: "np.ndarray | torch.Tensor", objectives: Mapping[str, np.ndarray], weights: Mapping[str, float],
                     k: int) -> np.ndarray:
     """Re-rank by a weighted sum of objectives: ``(1 - Σw) · rel(i) + Σ_o w_o · o(i)``.
 
@@ -413,7 +423,7 @@ def weighted_rerank(items, relevance, objectives: Mapping[str, np.ndarray], weig
     return np.take_along_axis(cand, order, axis=1)
 
 
-def pareto_front(points, maximize: bool | Sequence[bool] = True) -> np.ndarray:
+def pareto_front(points: "Sequence[Sequence[float]] | np.ndarray", maximize: bool | Sequence[bool] = True) -> np.ndarray:
     """``(P,)`` boolean mask of the non-dominated points.
 
     A point is dominated when another is at least as good on every objective and strictly

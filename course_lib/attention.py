@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.protocol import PAD
+
 __all__ = [
     "FeedForward",
     "LearnedPositionalEmbedding",
@@ -62,7 +64,7 @@ def causal_mask(T: int, *, device: torch.device | str | None = None) -> torch.Te
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()  # (T, T)
 
 
-def padding_mask(item_ids: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+def padding_mask(item_ids: torch.Tensor, pad_id: int = PAD) -> torch.Tensor:
     """Key-padding mask of a batch of histories: ``(B, T)`` ids → ``(B, 1, T)`` booleans.
 
     ``True`` where the key is a real item (``item_ids != pad_id``). The middle axis of size 1

@@ -1,11 +1,15 @@
 """Baseline recommenders: popularity, item-kNN, EASE, BPR-MF, TF-IDF content, and a hybrid.
 
-Every baseline is a :class:`Recommender` with two methods, so the full-ranking evaluator
-(:mod:`course_lib.evaluate`) treats them like the neural models of later chapters::
+Every baseline is a :class:`BaselineModel` and a :class:`course_lib.scoring.Scorer` (the
+one scoring interface of the course), so the full-ranking evaluator, the inference
+:class:`course_lib.infer.Recommender` and the service treat them like the neural models of
+later chapters::
 
     model = EASE(lam=300).fit(split)                   # learn from the training matrix
-    scores = model.score(users, histories)             # (B, n_items + 1), column 0 = padding
-    evaluate(model.score, split, "valid")              # {"HR@10": ..., "NDCG@10": ...}
+    scores = model.score(users, histories)             # (B, n_items + 1), column 0 = -inf
+    evaluate(model, split, "valid")                    # {"HR@10": ..., "NDCG@10": ...}
+    model.save_pretrained("build/ease")                # config.json + model.safetensors
+    again = BaselineModel.from_pretrained("build/ease")   # (or EASE.from_pretrained)
 
 ``users`` is a ``(B,)`` LongTensor of internal user ids and ``histories`` a ``(B, L)``
 left-padded LongTensor of the items each user has seen before the stage (0 = padding).
@@ -40,7 +44,11 @@ batch, ``V`` TF-IDF vocabulary size, ``d`` the factor dimension.
 from __future__ import annotations
 
 import itertools
+import json
+import logging
+import os
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -54,9 +62,11 @@ from .data.protocol import PAD, LeaveOneOutSplit
 from .device import get_device
 from .evaluate import evaluate
 
+log = logging.getLogger(__name__)
+
 __all__ = [
-    "BPRMF", "EASE", "Hybrid", "ItemKNN", "MostPopular", "Recommender", "TfidfContent",
-    "as_training_matrix", "cosine_similarity_topk", "fit_and_test", "grid_search", "item_text",
+    "BPRMF", "BaselineModel", "EASE", "Hybrid", "ItemKNN", "MostPopular", "Recommender", "TfidfContent",
+    "as_training_matrix", "cosine_similarity_topk", "fit_and_test", "grid_search", "item_text", "tune_baseline",
 ]
 
 
@@ -106,16 +116,21 @@ def _as_long(x: torch.Tensor | np.ndarray | Sequence, name: str) -> torch.Tensor
     return t.long()
 
 
-class Recommender:
+class BaselineModel:
     """Base class: ``fit(data)`` then ``score(users, histories) -> (B, N)``.
 
     Subclasses implement ``_fit(X, data)`` and ``_score_rows(R, users)``; the base class
     checks the input and builds ``R``, the ``(B, N)`` CSR matrix of the items each user
-    has seen (see the module docstring).
+    has seen (see the module docstring). ``_state`` names the attributes ``_fit`` learns
+    (what :meth:`save_pretrained` stores besides the training matrix).
+
+    (Called ``Recommender`` before; that name still works but belongs to
+    :class:`course_lib.infer.Recommender`, the serving wrapper.)
     """
 
     name = "recommender"
     uses_user_ids = False  # True: one parameter vector per known user (no scoring of -1)
+    _state: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.n_users: int | None = None
@@ -125,7 +140,7 @@ class Recommender:
         self._X: sp.csr_matrix | None = None
 
     # -- public API
-    def fit(self, data: LeaveOneOutSplit | sp.spmatrix | np.ndarray, *, include_valid: bool = False):
+    def fit(self, data: LeaveOneOutSplit | sp.spmatrix | np.ndarray, *, include_valid: bool = False) -> "BaselineModel":
         """Learn from ``data`` (a split's training matrix, with ``include_valid`` its
         train + valid matrix, or a bare ``(U, N)`` matrix). Returns ``self``."""
         X = as_training_matrix(data, include_valid=include_valid)
@@ -156,6 +171,68 @@ class Recommender:
         return out
 
     __call__ = score
+
+    def score_fn(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        """``score_fn(users, histories)``: the same as :meth:`score` (the evaluator's interface)."""
+        return self.score(users, histories)
+
+    # -- saving and loading (the Hugging Face convention: config.json + model.safetensors)
+    def _init_kwargs(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this model (default: :meth:`params`)."""
+        return self.params()
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` (class, hyper-parameters, sizes) and ``model.safetensors``
+        (the training matrix and what ``fit`` learned) into ``directory``; return it."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, torch.Tensor] = {}
+        kinds = {name: _put_array(tensors, name, getattr(self, name)) for name in ("_X", *self._state)}
+        doc = {"model_type": type(self).__name__, "init": self._init_kwargs(), "n_users": self.n_users,
+               "n_items": self.n_items, "include_valid": self.include_valid, "fit_seconds": self.fit_seconds,
+               "state": kinds}
+        (path / "config.json").write_text(json.dumps(doc, indent=1))
+        save_file(tensors, str(path / "model.safetensors"))
+        return path
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "BaselineModel":
+        """The fitted model saved by :meth:`save_pretrained` (its class is read from ``config.json``).
+
+        Raises:
+            FileNotFoundError: the folder has no saved baseline.
+            ValueError: it holds another class than ``cls`` (when ``cls`` is not the base class).
+        """
+        from safetensors.torch import load_file
+
+        path = Path(directory)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} has no config.json; save the model with model.save_pretrained({str(path)!r})")
+        doc = json.loads((path / "config.json").read_text())
+        klass = _BASELINES.get(doc.get("model_type", ""))
+        if klass is None:
+            raise ValueError(f"{path} holds a {doc.get('model_type')!r}, not a course_lib baseline "
+                             f"(one of: {', '.join(sorted(_BASELINES))})")
+        if cls is not BaselineModel and klass is not cls:
+            raise ValueError(f"{path} holds a {klass.__name__}, not a {cls.__name__}; load it with "
+                             f"{klass.__name__}.from_pretrained or BaselineModel.from_pretrained")
+        model = klass._rebuild(path, doc["init"])
+        tensors = load_file(str(path / "model.safetensors")) if (path / "model.safetensors").is_file() else {}
+        for name, kind in doc["state"].items():
+            value = _get_array(tensors, name, kind)
+            if isinstance(value, torch.Tensor) and isinstance(getattr(model, "device", None), torch.device):
+                value = value.to(model.device)
+            setattr(model, name, value)
+        model.n_users, model.n_items = int(doc["n_users"]), int(doc["n_items"])
+        model.include_valid, model.fit_seconds = bool(doc["include_valid"]), doc["fit_seconds"]
+        return model
+
+    @classmethod
+    def _rebuild(cls, path: Path, init: dict[str, Any]) -> "BaselineModel":
+        return cls(**init)
 
     def score_split(self, split: LeaveOneOutSplit, stage: str = "valid",
                     users: Sequence[int] | None = None) -> torch.Tensor:
@@ -226,8 +303,34 @@ class Recommender:
         raise NotImplementedError
 
 
+Recommender = BaselineModel  # the old name (deprecated: course_lib.infer.Recommender is the serving wrapper)
+
+
+def _put_array(tensors: dict[str, torch.Tensor], name: str, value: Any) -> dict[str, Any]:
+    """Store ``value`` (NumPy, SciPy CSR or torch) under ``name`` in ``tensors``; return how to read it back."""
+    if sp.issparse(value):
+        csr = sp.csr_matrix(value)
+        for part in ("data", "indices", "indptr"):
+            tensors[f"{name}.{part}"] = torch.from_numpy(np.ascontiguousarray(getattr(csr, part)))
+        return {"kind": "csr", "shape": list(csr.shape)}
+    if isinstance(value, torch.Tensor):
+        tensors[name] = value.detach().cpu().contiguous()
+        return {"kind": "torch"}
+    tensors[name] = torch.from_numpy(np.ascontiguousarray(value))
+    return {"kind": "numpy"}
+
+
+def _get_array(tensors: dict[str, torch.Tensor], name: str, spec: dict[str, Any]) -> Any:
+    if spec["kind"] == "csr":
+        data, indices, indptr = (tensors[f"{name}.{part}"].numpy() for part in ("data", "indices", "indptr"))
+        return sp.csr_matrix((data, indices, indptr), shape=tuple(spec["shape"]))
+    if spec["kind"] == "torch":
+        return tensors[name]
+    return tensors[name].numpy()
+
+
 # --------------------------------------------------------------------------- popularity
-class MostPopular(Recommender):
+class MostPopular(BaselineModel):
     """Recommend the items with the most training interactions, the same list to everyone.
 
     ``score(u, i) = count_i = sum_u' X[u', i]``. Needs no personal data at all, and on
@@ -235,6 +338,7 @@ class MostPopular(Recommender):
     """
 
     name = "MostPopular"
+    _state = ("counts",)
 
     def _fit(self, X, data) -> None:
         self.counts = np.asarray(X.sum(axis=0)).ravel().astype(np.float32)  # (N,)
@@ -295,7 +399,7 @@ def cosine_similarity_topk(X: sp.csr_matrix, k: int | None, *, shrink: float = 0
     return S
 
 
-class ItemKNN(Recommender):
+class ItemKNN(BaselineModel):
     """Item-based collaborative filtering with cosine similarity (Sarwar et al., 2001).
 
     Two items are similar when the same users interacted with both:
@@ -309,6 +413,7 @@ class ItemKNN(Recommender):
     """
 
     name = "ItemKNN"
+    _state = ("similarity",)
 
     def __init__(self, k: int = 100, shrink: float = 0.0) -> None:
         super().__init__()
@@ -316,7 +421,7 @@ class ItemKNN(Recommender):
             raise ValueError(f"k must be >= 1, got {k}")
         self.k, self.shrink = int(k), float(shrink)
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"k": self.k, "shrink": self.shrink}
 
     def _fit(self, X, data) -> None:
@@ -337,7 +442,7 @@ class ItemKNN(Recommender):
 
 
 # --------------------------------------------------------------------------- EASE
-class EASE(Recommender):
+class EASE(BaselineModel):
     """Embarrassingly Shallow Autoencoder (Steck, WWW 2019): a closed-form item–item model.
 
     Learn an item–item weight matrix ``B`` that reconstructs each user's row from the
@@ -350,6 +455,7 @@ class EASE(Recommender):
     """
 
     name = "EASE"
+    _state = ("weights",)
 
     def __init__(self, lam: float = 500.0) -> None:
         super().__init__()
@@ -357,7 +463,7 @@ class EASE(Recommender):
             raise ValueError(f"lam (the L2 penalty λ) must be > 0, got {lam}")
         self.lam = float(lam)
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"lam": self.lam}
 
     def _fit(self, X, data) -> None:
@@ -376,7 +482,7 @@ class EASE(Recommender):
 
 
 # --------------------------------------------------------------------------- BPR-MF
-class BPRMF(Recommender):
+class BPRMF(BaselineModel):
     """Matrix factorisation trained with Bayesian Personalised Ranking (Rendle et al., UAI 2009).
 
     Each user ``u`` and item ``i`` get a ``d``-dimensional vector; ``score(u, i) = p_u · q_i + b_i``.
@@ -406,6 +512,7 @@ class BPRMF(Recommender):
 
     name = "BPR-MF"
     uses_user_ids = True
+    _state = ("user_factors", "item_factors", "item_bias")
 
     def __init__(self, dim: int = 64, epochs: int = 30, lr: float = 5e-3, reg: float = 1e-4,
                  batch_size: int = 8192, seed: int = 0, device: str | torch.device | None = None,
@@ -422,8 +529,11 @@ class BPRMF(Recommender):
         self.device = get_device(device, verbose=False) if device is not None else get_device(verbose=False)
         self.losses: list[float] = []
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"dim": self.dim, "epochs": self.epochs, "lr": self.lr, "reg": self.reg}
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {**self.params(), "batch_size": self.batch_size, "seed": self.seed, "cpu_threads": self.cpu_threads}
 
     @staticmethod
     def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -524,7 +634,7 @@ def item_text(items: pd.DataFrame, columns: Sequence[str] | None = None) -> list
     return out
 
 
-class TfidfContent(Recommender):
+class TfidfContent(BaselineModel):
     """Content-based recommendation with TF-IDF item vectors (scikit-learn).
 
     Each item is a bag of words from its text (titles and descriptions, or titles and
@@ -542,17 +652,22 @@ class TfidfContent(Recommender):
     """
 
     name = "TF-IDF"
+    _state = ("item_vectors",)
 
     def __init__(self, columns: Sequence[str] | None = None, **tfidf: Any) -> None:
         super().__init__()
         self.columns = list(columns) if columns is not None else None
         self.tfidf = {"stop_words": "english", "sublinear_tf": True, "min_df": 1, **tfidf}
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"columns": self.columns, **{k: v for k, v in self.tfidf.items() if k != "stop_words"}}
 
-    def fit(self, data, *, include_valid: bool = False, items: pd.DataFrame | Sequence[str] | None = None):
-        """As :meth:`Recommender.fit`; ``items`` gives the item text when ``data`` is a bare
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {"columns": self.columns, **{k: v for k, v in self.tfidf.items() if isinstance(v, (str, int, float, bool, type(None)))}}
+
+    def fit(self, data: LeaveOneOutSplit | sp.spmatrix | np.ndarray, *, include_valid: bool = False,
+            items: pd.DataFrame | Sequence[str] | None = None) -> "TfidfContent":
+        """As :meth:`BaselineModel.fit`; ``items`` gives the item text when ``data`` is a bare
         matrix: an item table indexed by internal id (row 0 = padding) or one string per
         column of the matrix."""
         if isinstance(data, LeaveOneOutSplit):
@@ -585,7 +700,7 @@ class TfidfContent(Recommender):
 
 
 # --------------------------------------------------------------------------- hybrid
-class Hybrid(Recommender):
+class Hybrid(BaselineModel):
     """A weighted hybrid: the sum of several models' scores, each standardised per user.
 
     ``score(u, ·) = sum_m w_m · (s_m(u, ·) - mean_u) / std_u`` over the real items, so that
@@ -596,17 +711,33 @@ class Hybrid(Recommender):
 
     name = "Hybrid"
 
-    def __init__(self, models: Sequence[Recommender], weights: Sequence[float]) -> None:
+    def __init__(self, models: Sequence[BaselineModel], weights: Sequence[float]) -> None:
         super().__init__()
         if len(models) == 0 or len(models) != len(weights):
             raise ValueError(f"need one weight per model; got {len(models)} models and {len(weights)} weights")
         self.models, self.weights = list(models), [float(w) for w in weights]
         self.uses_user_ids = any(m.uses_user_ids for m in models)
 
-    def params(self):
+    def params(self) -> dict[str, Any]:
         return {"models": [m.name for m in self.models], "weights": self.weights}
 
-    def fit(self, data, *, include_valid: bool = False, **kwargs):
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {"weights": self.weights}
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """As :meth:`BaselineModel.save_pretrained`, each part model in a sub-folder ``part-<i>``."""
+        path = super().save_pretrained(directory)
+        for i, m in enumerate(self.models):
+            m.save_pretrained(path / f"part-{i}")
+        return path
+
+    @classmethod
+    def _rebuild(cls, path: Path, init: dict[str, Any]) -> "Hybrid":
+        models = [BaselineModel.from_pretrained(path / f"part-{i}") for i in range(len(init["weights"]))]
+        return cls(models, init["weights"])
+
+    def fit(self, data: LeaveOneOutSplit | sp.spmatrix | np.ndarray, *, include_valid: bool = False,
+            **kwargs: Any) -> "Hybrid":
         """Fit every model on ``data`` (``kwargs`` go to models whose ``fit`` takes them)."""
         start = time.perf_counter()
         for m in self.models:
@@ -629,7 +760,8 @@ class Hybrid(Recommender):
         z = (s - s.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
         return torch.cat([torch.full_like(scores[:, :1], -torch.inf), z], dim=1)
 
-    def score(self, users, histories):
+    def score(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the part models' standardised scores, ``(B, n_items + 1)``, column 0 ``-inf``."""
         self._check_fitted()
         self._check_input(users, histories)
         total = None
@@ -643,11 +775,15 @@ class Hybrid(Recommender):
 
 
 # --------------------------------------------------------------------------- tuning
-def grid_search(make_model: Callable[..., Recommender], grid: Mapping[str, Iterable[Any]],
-                split: LeaveOneOutSplit, *, metric: str = "NDCG@10", ks: Sequence[int] = (10,),
-                users: Sequence[int] | None = None, progress: bool = False
-                ) -> tuple[dict[str, Any], pd.DataFrame]:
+def tune_baseline(make_model: Callable[..., BaselineModel], grid: Mapping[str, Iterable[Any]],
+                  split: LeaveOneOutSplit, *, metric: str = "NDCG@10", ks: Sequence[int] = (10,),
+                  users: Sequence[int] | None = None, progress: bool = False
+                  ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Try every combination of ``grid`` on the **validation** stage; return the best and a table.
+
+    (Called ``grid_search`` before; that name still works, but
+    :func:`course_lib.train.grid_search` is the search over training runs, which returns a
+    :class:`~course_lib.train.SearchResult`.)
 
     Each model is ``make_model(**params).fit(split)`` (training matrix only) and scored by
     :func:`~course_lib.evaluate.evaluate` on ``"valid"``. The test stage is never looked at.
@@ -666,7 +802,7 @@ def grid_search(make_model: Callable[..., Recommender], grid: Mapping[str, Itera
     for values in tqdm(combos, desc="grid search", disable=not progress, leave=False):
         params = dict(zip(keys, values))
         model = make_model(**params).fit(split)
-        result = evaluate(model.score, split, "valid", ks=ks, users=users)
+        result = evaluate(model, split, "valid", ks=ks, users=users)
         if metric not in result:
             raise ValueError(f"metric {metric!r} is not computed; choose one of {list(result)}")
         rows.append({**params, **result, "fit s": model.fit_seconds})
@@ -676,12 +812,20 @@ def grid_search(make_model: Callable[..., Recommender], grid: Mapping[str, Itera
     return best, table
 
 
-def fit_and_test(model: Recommender, split: LeaveOneOutSplit, *, ks: Sequence[int] = (10,),
-                 users: Sequence[int] | None = None, per_user: bool = False):
+grid_search = tune_baseline  # the old name (deprecated: course_lib.train.grid_search means another thing)
+
+
+def fit_and_test(model: BaselineModel, split: LeaveOneOutSplit, *, ks: Sequence[int] = (10,),
+                 users: Sequence[int] | None = None, per_user: bool = False
+                 ) -> dict[str, float] | tuple[dict[str, float], pd.DataFrame]:
     """The test-stage protocol: refit ``model`` on train + validation, evaluate on ``"test"``.
 
     Returns what :func:`~course_lib.evaluate.evaluate` returns (with ``per_user``, the
     per-user table too); the model stays fitted on train + validation.
     """
     model.fit(split, include_valid=True)
-    return evaluate(model.score, split, "test", ks=ks, users=users, per_user=per_user)
+    return evaluate(model, split, "test", ks=ks, users=users, per_user=per_user)
+
+
+_BASELINES: dict[str, type[BaselineModel]] = {
+    c.__name__: c for c in (MostPopular, ItemKNN, EASE, BPRMF, TfidfContent, Hybrid)}

@@ -11,26 +11,28 @@ where ``r`` is the target's 1-based rank. :func:`evaluate_sampled` ranks the tar
 100 sampled negatives instead — only to compare with papers that did so (it inflates
 numbers and can change which model looks best; chapter 08 shows it).
 
-A *model* here is either a score matrix ``(n_users, n_items + 1)`` (NumPy or torch) or a
-callable ``score_fn(users, histories) -> scores`` where ``users`` is a ``(B,)`` LongTensor of
-internal user ids, ``histories`` a ``(B, max_len)`` left-padded LongTensor of the items seen
-before the stage, and ``scores`` a ``(B, n_items + 1)`` tensor or array.
+A *model* here is a score matrix ``(n_users, n_items + 1)`` (NumPy or torch), any
+:class:`~course_lib.scoring.Scorer` (every course model and baseline: pass the object
+itself, ``evaluate(model, split)``), or a callable ``score_fn(users, histories) -> scores``
+where ``users`` is a ``(B,)`` LongTensor of internal user ids, ``histories`` a
+``(B, max_len)`` left-padded LongTensor of the items seen before the stage, and ``scores``
+a ``(B, n_items + 1)`` tensor or array.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Iterable, Literal, Sequence
+from typing import Iterable, Literal, Sequence, Union
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .data.protocol import PAD, LeaveOneOutSplit, sample_negatives
+from .data.protocol import PAD, LeaveOneOutSplit, pad_array, sample_negatives
 from .device import get_device
+from .scoring import NotAScorerError, ScoreFn, Scorer, as_score_fn
 
-ScoreFn = Callable[[torch.Tensor, torch.Tensor], "torch.Tensor | np.ndarray"]
-Model = "ScoreFn | torch.Tensor | np.ndarray"
+Model = Union[Scorer, ScoreFn, torch.Tensor, np.ndarray]
 METRICS = ("HR", "NDCG", "MRR")
 
 
@@ -41,18 +43,31 @@ def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted(set(int(k) for k in ks)))
 
 
+def _as_model(model: Model, split: LeaveOneOutSplit) -> "ScoreFn | torch.Tensor | np.ndarray":
+    """A score matrix as it is, anything else as its ``score_fn`` (checked against the split)."""
+    if isinstance(model, (np.ndarray, torch.Tensor)):
+        if model.ndim != 2 or model.shape[0] != split.n_users or model.shape[1] != split.n_items + 1:
+            raise ValueError(f"the score matrix has shape {tuple(model.shape)}; expected "
+                             f"({split.n_users}, {split.n_items + 1}) = (n_users, n_items + 1, column 0 being padding)")
+        return model
+    n_items = getattr(model, "n_items", None)
+    if isinstance(n_items, (int, np.integer)) and int(n_items) != split.n_items:
+        raise ValueError(f"the model scores {int(n_items)} items but the split has {split.n_items}; "
+                         "evaluate a model on the split it was built for")
+    try:
+        return as_score_fn(model)
+    except NotAScorerError as err:
+        raise NotAScorerError(f"{err}; evaluate also takes a score matrix or a callable score_fn(users, histories)") from None
+
+
 def _batch_scores(model, users: torch.Tensor, histories: torch.Tensor, n_cols: int,
                   device: torch.device) -> torch.Tensor:
     if isinstance(model, (np.ndarray, torch.Tensor)):
         block = model[users.cpu().numpy()] if isinstance(model, np.ndarray) else model[users.to(model.device)]
-    elif callable(model):
+    else:
         with torch.no_grad():
             block = model(users, histories)
-    else:
-        raise ValueError(
-            f"model must be a score matrix or a callable score_fn(users, histories); got {type(model).__name__}"
-        )
-    scores = torch.as_tensor(block, device=device).float()
+    scores = torch.as_tensor(block, device=device).float().clone()
     if scores.shape != (len(users), n_cols):
         raise ValueError(
             f"the model returned scores of shape {tuple(scores.shape)}; expected "
@@ -77,7 +92,7 @@ def _mask_seen(scores: torch.Tensor, seen_indptr: np.ndarray, seen_indices: np.n
 
 
 def topk_items(
-    model,
+    model: Model,
     split: LeaveOneOutSplit,
     stage: Literal["valid", "test"] = "test",
     *,
@@ -88,7 +103,15 @@ def topk_items(
     mask_seen: bool = True,
     device: torch.device | str | None = None,
 ) -> np.ndarray:
-    """``(n_users, k)`` internal ids of each user's top-k items (seen items masked)."""
+    """``(U, k)`` internal item ids of each user's top-``k`` list, best first (seen items and padding masked).
+
+    Args:
+        model: a :class:`~course_lib.scoring.Scorer`, a score matrix or a ``score_fn`` (as :func:`evaluate`).
+        split, stage: whose histories are read and masked (``"valid"``: train; ``"test"``: train + valid).
+        k: list length (at most ``n_items``).
+        users: internal user ids (default: all ``U = n_users``, in order).
+        batch_size, max_len, mask_seen, device: as :func:`evaluate`.
+    """
     out = []
     for _, top, _ in _iterate(model, split, stage, k=_check_ks(k)[-1], users=users, batch_size=batch_size,
                               max_len=max_len, mask_seen=mask_seen, device=device):
@@ -101,6 +124,7 @@ def _iterate(model, split, stage, *, k, users, batch_size, max_len, mask_seen, d
         model.device if isinstance(model, torch.Tensor) else get_device(verbose=False))
     if isinstance(model, torch.Tensor) and model.device != device:
         model = model.to(device)
+    model = _as_model(model, split)
     n_cols = split.n_items + 1
     if k > split.n_items:
         raise ValueError(f"k={k} is larger than the catalogue ({split.n_items} items)")
@@ -114,7 +138,7 @@ def _iterate(model, split, stage, *, k, users, batch_size, max_len, mask_seen, d
     targets_all = split.targets(stage)
     for start in range(0, len(user_idx), batch_size):
         batch = user_idx[start:start + batch_size]
-        hist = torch.from_numpy(_left_pad([history[u] for u in batch], max_len)).to(device)
+        hist = torch.from_numpy(pad_array([history[u] for u in batch], max_len)).to(device)
         users_t = torch.from_numpy(batch).to(device)
         scores = _batch_scores(model, users_t, hist, n_cols, device)
         if mask_seen:
@@ -123,15 +147,6 @@ def _iterate(model, split, stage, *, k, users, batch_size, max_len, mask_seen, d
             scores[:, PAD] = -torch.inf
         top = torch.topk(scores, k, dim=1).indices.cpu().numpy()
         yield batch, top, targets_all[batch]
-
-
-def _left_pad(seqs, max_len: int) -> np.ndarray:
-    out = np.zeros((len(seqs), max_len), dtype=np.int64)
-    for row, seq in enumerate(seqs):
-        tail = seq[-max_len:]
-        if len(tail):
-            out[row, max_len - len(tail):] = tail
-    return out
 
 
 def _metrics_from_positions(pos: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
@@ -148,7 +163,7 @@ def _metrics_from_positions(pos: np.ndarray, ks: Sequence[int]) -> dict[str, np.
 
 
 def evaluate(
-    model,
+    model: Model,
     split: LeaveOneOutSplit,
     stage: Literal["valid", "test"] = "test",
     *,
@@ -163,7 +178,8 @@ def evaluate(
     """Full-ranking HR@k, NDCG@k and MRR@k of a model on a leave-one-out split.
 
     Args:
-        model: a score matrix ``(n_users, n_items + 1)`` or a callable
+        model: a :class:`~course_lib.scoring.Scorer` (any course model or baseline), a
+            score matrix ``(n_users, n_items + 1)`` or a callable
             ``score_fn(users, histories) -> (B, n_items + 1) scores`` (see the module docstring).
         split: the :class:`~course_lib.data.LeaveOneOutSplit`.
         stage: ``"valid"`` (history = train, target = valid item) or ``"test"`` (history =
@@ -208,7 +224,7 @@ def evaluate(
 
 
 def evaluate_sampled(
-    model,
+    model: Model,
     split: LeaveOneOutSplit,
     stage: Literal["valid", "test"] = "test",
     *,
@@ -222,7 +238,7 @@ def evaluate_sampled(
 ) -> dict[str, float]:
     """Sampled metrics: rank the target among ``n_negatives`` items the user has not seen.
 
-    Only for comparing with papers that used this protocol. Ties between the target and a
+    ``model`` is anything :func:`evaluate` takes. Only for comparing with papers that used this protocol. Ties between the target and a
     negative count against the target (a constant model scores 0, not 1). Negatives are
     drawn with ``seed``, so the same call gives the same numbers.
     """
@@ -237,9 +253,10 @@ def evaluate_sampled(
     negatives = sample_negatives([np.append(h, t) for h, t in zip(history, targets)], n_negatives,
                                  split.n_items, strategy=strategy, popularity=popularity, rng=rng)
     ranks = []
+    model = _as_model(model, split)
     for start in range(0, split.n_users, batch_size):
         batch = np.arange(start, min(start + batch_size, split.n_users))
-        hist = torch.from_numpy(_left_pad([history[u] for u in batch], max_len)).to(device)
+        hist = torch.from_numpy(pad_array([history[u] for u in batch], max_len)).to(device)
         scores = _batch_scores(model, torch.from_numpy(batch).to(device), hist, split.n_items + 1, device)
         cand = torch.from_numpy(np.concatenate([targets[batch, None], negatives[batch]], axis=1)).to(device)
         s = scores.gather(1, cand)

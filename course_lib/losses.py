@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-PAD = 0
+from .data.protocol import PAD
 LOSSES = ("ce", "bce", "sampled")
 
 
@@ -288,4 +288,35 @@ def next_item_loss(hidden: torch.Tensor, batch: dict[str, torch.Tensor], item_em
 
 
 
-__all__ = ["ChunkedCrossEntropy", "LOSSES", "NegativeSampler", "bce_loss", "full_cross_entropy", "next_item_loss", "sampled_softmax_loss"]
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, *,
+                      temperature: float = 2.0, alpha: float = 0.5, ignore_index: int = PAD) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al., 2015): match the teacher's softened scores.
+
+    ``loss = alpha · T² · KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) · CE(s, y)``
+
+    Args:
+        student_logits, teacher_logits: ``(N, C)`` scores over the same items.
+        targets: ``(N,)`` true next items; rows whose target is ``ignore_index`` are left out.
+        temperature: ``T`` > 0; higher T exposes more of the teacher's ranking of the
+            non-top items (its "dark knowledge"); ``T²`` keeps the gradients' scale.
+        alpha: weight of the teacher term (0 = plain cross-entropy, 1 = teacher only).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"student {tuple(student_logits.shape)} and teacher {tuple(teacher_logits.shape)} "
+                         "logits must have the same shape")
+    keep = targets != ignore_index
+    s, t, y = student_logits[keep], teacher_logits[keep].detach(), targets[keep]
+    if len(y) == 0:
+        return student_logits.sum() * 0.0
+    kd = F.kl_div(F.log_softmax(s / temperature, dim=-1), F.log_softmax(t / temperature, dim=-1),
+                  log_target=True, reduction="batchmean") * temperature ** 2
+    ce = F.cross_entropy(s, y)
+    return alpha * kd + (1 - alpha) * ce
+
+
+__all__ = ["ChunkedCrossEntropy", "LOSSES", "NegativeSampler", "bce_loss", "distillation_loss", "full_cross_entropy",
+           "next_item_loss", "sampled_softmax_loss"]

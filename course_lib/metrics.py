@@ -69,7 +69,7 @@ def _reduce(values: np.ndarray, per_user: bool) -> float | np.ndarray:
 
 
 # --------------------------------------------------------------------------- ranking
-def hit_rate_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False):
+def hit_rate_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False) -> float | np.ndarray:
     """Hit rate: ``HR@k = 1[hits@k > 0]``, averaged over users.
 
     With one relevant item per user (leave-one-out) it equals recall@k.
@@ -78,19 +78,19 @@ def hit_rate_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_u
     return _reduce((rel.sum(axis=1) > 0).astype(float), per_user)
 
 
-def precision_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False):
+def precision_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False) -> float | np.ndarray:
     """Precision: ``P@k = hits@k / k`` (divided by k even when a list is shorter)."""
     rel, _ = _relevance_matrix(recommended, relevant, k)
     return _reduce(rel.sum(axis=1) / k, per_user)
 
 
-def recall_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False):
+def recall_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False) -> float | np.ndarray:
     """Recall: ``R@k = hits@k / |R|``."""
     rel, n_rel = _relevance_matrix(recommended, relevant, k)
     return _reduce(rel.sum(axis=1) / n_rel, per_user)
 
 
-def ndcg_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False):
+def ndcg_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False) -> float | np.ndarray:
     """Normalised discounted cumulative gain with the log2 discount.
 
     ``DCG@k = sum_{i=1..k} rel_i / log2(i + 1)``; ``IDCG@k`` is the DCG of a perfect list,
@@ -104,7 +104,7 @@ def ndcg_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user:
     return _reduce(dcg / ideal, per_user)
 
 
-def mrr_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False):
+def mrr_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False) -> float | np.ndarray:
     """Mean reciprocal rank: ``1 / r`` for the first relevant item's rank r ≤ k, else 0."""
     rel, _ = _relevance_matrix(recommended, relevant, k)
     first = rel.argmax(axis=1)
@@ -112,7 +112,7 @@ def mrr_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: 
     return _reduce(rr, per_user)
 
 
-def map_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False):
+def map_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False) -> float | np.ndarray:
     """Mean average precision: ``AP@k = (1 / min(|R|, k)) * sum_{i=1..k} P@i * rel_i``."""
     rel, n_rel = _relevance_matrix(recommended, relevant, k)
     precision_at_i = np.cumsum(rel, axis=1) / np.arange(1, k + 1)
@@ -131,7 +131,7 @@ def _as_float_array(x, name: str) -> np.ndarray:
     return arr
 
 
-def auc(labels, scores) -> float:
+def auc(labels: Sequence[float] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
     """Area under the ROC curve: the probability that a random positive outranks a random negative.
 
     ``AUC = (sum of positives' ranks - n_pos (n_pos + 1) / 2) / (n_pos * n_neg)`` with
@@ -157,7 +157,7 @@ def auc(labels, scores) -> float:
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def rmse(y_true, y_pred) -> float:
+def rmse(y_true: Sequence[float] | np.ndarray, y_pred: Sequence[float] | np.ndarray) -> float:
     """Root mean squared error: ``sqrt(mean((y - ŷ)^2))`` (rating prediction, explicit feedback)."""
     y, p = _as_float_array(y_true, "y_true"), _as_float_array(y_pred, "y_pred")
     if len(y) != len(p):
@@ -165,7 +165,7 @@ def rmse(y_true, y_pred) -> float:
     return float(np.sqrt(np.mean((y - p) ** 2)))
 
 
-def mae(y_true, y_pred) -> float:
+def mae(y_true: Sequence[float] | np.ndarray, y_pred: Sequence[float] | np.ndarray) -> float:
     """Mean absolute error: ``mean(|y - ŷ|)``."""
     y, p = _as_float_array(y_true, "y_true"), _as_float_array(y_pred, "y_pred")
     if len(y) != len(p):

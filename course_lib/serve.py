@@ -43,8 +43,9 @@ The serving bundle (``--checkpoint``)
 
     bundle.json          format, model name, max_len, n_items, id kind, SHA-256 of every file
     model.onnx           the model's score graph (runs in onnxruntime; no course code needed)
-    model.safetensors    the weights (torch backend), with
-    model.json           the class and config to rebuild the model (course_lib models only)
+    model/               the model's save_pretrained folder (torch backend: config.json +
+                         model.safetensors; every course model and baseline has one), with
+    model.json           the course_lib class whose from_pretrained rebuilds it
     items.json           the catalogue (ids, titles, category, price, stock, popularity)
     users.npz            the known users' histories (internal item ids)
 
@@ -66,12 +67,12 @@ import atexit
 import concurrent.futures
 import contextlib
 import dataclasses
-import hashlib
 import importlib
 import json
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,9 +90,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .data.core import sha256_file
 from .infer import Catalogue, Filters, Recommender, export_onnx, history_fingerprint
 
 BUNDLE_FORMAT = "course_lib.bundle/1"
+MODEL_DIR = "model"               # the save_pretrained folder inside a bundle
 MAX_BODY_BYTES = 1 << 20          # 1 MiB: a history of max_len ids is a few kB
 MAX_HISTORY_PARSE = 10_000        # the schema's hard cap; max_len (smaller) is checked with a clear message
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -99,12 +102,7 @@ log = logging.getLogger("course_lib.serve")
 
 
 # ============================================================================ bundle
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 def _jsonable(value: Any) -> Any:
@@ -119,42 +117,60 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def save_bundle(path: str | os.PathLike, model: torch.nn.Module, catalogue: Catalogue, *, max_len: int,
+def save_bundle(path: str | os.PathLike, model: Any, catalogue: Catalogue, *, max_len: int,
                 user_ids: Sequence | None = None, histories: Sequence[np.ndarray] | None = None,
-                name: str | None = None, onnx: bool = True) -> Path:
+                name: str | None = None, onnx: bool | None = None) -> Path:
     """Write a serving bundle (see the module docstring) and return its folder.
 
     Args:
-        model: a model with ``score(histories)``; its weights are saved for the torch
-            backend when its class lives in ``course_lib`` and has a dataclass ``config``.
+        model: a :class:`~course_lib.scoring.Scorer`. Any course model or baseline (a
+            ``course_lib`` class with ``save_pretrained`` / ``from_pretrained``) is saved
+            for the torch backend; any torch module with ``score`` can be exported to ONNX.
         catalogue: the items to serve.
         max_len: the longest history the model reads (longer requests are refused).
         user_ids, histories: the known users (the dataset's ids) and their histories
-            (internal item ids, oldest first), for ``{"user_id": ...}`` requests.
+            (internal item ids, oldest first), for ``{"user_id": ...}`` requests. The
+            service passes a user's position in ``user_ids`` to the model as its internal
+            user id, so give them in the split's order (``split.user_ids``,
+            ``split.history(stage)``) for models that read user ids (BPR-MF).
         name: a name shown by ``/health`` (default: the model's class name).
-        onnx: also export ``model.onnx`` (needed for ``--backend onnx``).
-    """
-    from safetensors.torch import save_model
+        onnx: also export ``model.onnx`` (needed for ``--backend onnx``); default: when the
+            model is a torch module (a baseline has no graph to export).
 
+    Raises:
+        ValueError: nothing could be saved, or ``onnx=True`` for a model that is not a torch module.
+    """
+    cls = type(model)
+    if onnx is None:
+        onnx = isinstance(model, torch.nn.Module)
+    if onnx and not isinstance(model, torch.nn.Module):
+        raise ValueError(f"cannot export a {cls.__name__} to ONNX: it is not a torch module; "
+                         "save it with onnx=False (the torch backend serves it)")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     files: list[str] = []
-    model = model.eval()
-    cls = type(model)
-    config = getattr(model, "config", None)
-    torch_ok = cls.__module__.startswith("course_lib.") and dataclasses.is_dataclass(config)
+    if isinstance(model, torch.nn.Module):
+        model = model.eval()
+    n_items = getattr(model, "n_items", None)
+    if isinstance(n_items, (int, np.integer)) and int(n_items) != catalogue.n_items:
+        raise ValueError(f"the model scores {int(n_items)} items but the catalogue has {catalogue.n_items}; "
+                         "save the catalogue of the split the model was trained on")
+    torch_ok = cls.__module__.startswith("course_lib.") and callable(getattr(model, "save_pretrained", None)) \
+        and callable(getattr(cls, "from_pretrained", None))
     if torch_ok:
-        save_model(model, str(path / "model.safetensors"))
-        (path / "model.json").write_text(json.dumps({
-            "module": cls.__module__, "class": cls.__qualname__,
-            "config_module": type(config).__module__, "config_class": type(config).__qualname__,
-            "config": json.loads(json.dumps(dataclasses.asdict(config), default=str))}, indent=1))
-        files += ["model.safetensors", "model.json"]
+        folder = path / MODEL_DIR
+        if folder.exists():
+            shutil.rmtree(folder)
+        model.save_pretrained(folder)
+        (path / "model.json").write_text(json.dumps({"module": cls.__module__, "class": cls.__qualname__,
+                                                     "format": "pretrained", "dir": MODEL_DIR}, indent=1))
+        files += sorted(p.relative_to(path).as_posix() for p in folder.rglob("*") if p.is_file())
+        files.append("model.json")
     if onnx:
         export_onnx(model, path / "model.onnx", max_len=max_len, n_items=catalogue.n_items)
         files.append("model.onnx")
     if not files:
-        raise ValueError(f"cannot save {cls.__name__}: it is not a course_lib model with a dataclass config "
+        raise ValueError(f"cannot save {cls.__name__}: it is not a course_lib model with save_pretrained "
                          "(torch backend) and onnx=False (ONNX backend)")
     items = catalogue.items
     keep = [c for c in ("item_id", "title", catalogue.category_column, "price", "brand") if c and c in items.columns]
@@ -278,21 +294,28 @@ def verify_bundle(path: str | os.PathLike, *, backend: str = "auto", precision: 
     return meta, backend
 
 
-def _load_torch_model(path: Path, precision: str) -> torch.nn.Module:
-    from safetensors.torch import load_model
-
+def _load_torch_model(path: Path, precision: str) -> Any:
     spec = json.loads((path / "model.json").read_text())
     for key in ("module", "config_module"):
-        if not spec[key].startswith("course_lib."):
+        if key in spec and not spec[key].startswith("course_lib."):
             raise BundleError(f"{path}: refusing to import {spec[key]!r}; bundles may only name course_lib classes")
     try:
         cls = _import(spec["module"], spec["class"])
-        config_cls = _import(spec["config_module"], spec["config_class"])
-        config = config_cls(**spec["config"])
-        model = cls(config)
-        load_model(model, str(path / "model.safetensors"), strict=True)
+        if spec.get("format") == "pretrained":
+            model = cls.from_pretrained(path / spec["dir"])
+        else:  # bundles written before save_pretrained: a dataclass config and one weights file
+            from safetensors.torch import load_model
+
+            config_cls = _import(spec["config_module"], spec["config_class"])
+            model = cls(config_cls(**spec["config"]))
+            load_model(model, str(path / "model.safetensors"), strict=True)
     except Exception as err:  # an import, config or shape problem: say which
         raise BundleError(f"{path}: cannot rebuild {spec['class']} from the bundle ({type(err).__name__}: {err})") from None
+    if not isinstance(model, torch.nn.Module):
+        if precision != "fp32":
+            raise BundleError(f"precision {precision!r} applies to torch modules; {spec['class']} is not one "
+                              "(load it with precision='fp32')")
+        return model
     model.eval()
     if precision == "int8":
         from .infer import quantize_dynamic_int8
@@ -332,6 +355,7 @@ class Job:
     exclude_seen: bool
     key: Any                       # cache key
     user_id: Any = None
+    user: int = -1                 # the user's index in the bundle's users (-1: a request by history)
 
 
 class MicroBatcher:
@@ -503,7 +527,8 @@ class RecommendationService:
             history = self.parse_items(body.history, "history")
             key = ("history", history_fingerprint(history))
             user_id = None
-        return Job(history=history, k=body.k, filters=filters, exclude_seen=body.exclude_seen, key=key, user_id=user_id)
+        return Job(history=history, k=body.k, filters=filters, exclude_seen=body.exclude_seen, key=key,
+                   user_id=user_id, user=u if body.user_id is not None else -1)
 
     # ------------------------------------------------------------------ the model's side
     def run_batch(self, jobs: list[Job]) -> list[dict]:
@@ -512,7 +537,7 @@ class RecommendationService:
         hist = [j.history for j in jobs]
         keys = [j.key for j in jobs] if rec.cache is not None else None
         h = rec.pad(hist)
-        scores = rec.score(h, keys=keys)
+        scores = rec.score(torch.tensor([j.user for j in jobs], dtype=torch.long), h, keys=keys)
         empty = (h == 0).all(dim=1).tolist()
         out = []
         for i, job in enumerate(jobs):
@@ -731,7 +756,7 @@ def create_app(service: RecommendationService | None = None, *, bundle: str | os
                                                     max_wait_ms=max_wait_ms)
             # One warm-up pass, so that the first client does not pay for lazy initialisation.
             svc.run_batch([Job(history=svc.histories[0] if svc.histories else np.array([1]), k=1, filters=None,
-                               exclude_seen=True, key=None)])
+                               exclude_seen=True, key=None, user=0 if svc.histories else -1)])
         app.state.service = svc
         svc.batcher.start()
         try:

@@ -74,7 +74,9 @@ def test_score_is_the_last_position_logits(model):
     x = pad_sequences([[BOS, 4, 5], [BOS, 6, 7, 8]], MAX_LEN)
     mask = (x != 0).long()
     ref = model(input_ids=x, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0)).logits
-    torch.testing.assert_close(model.score(hist), ref[:, -1, : N_ITEMS + 1])
+    scores = model.score(hist)
+    assert torch.isneginf(scores[:, 0]).all(), "column 0 (padding) is -inf, as for every course model"
+    torch.testing.assert_close(scores[:, 1:], ref[:, -1, 1: N_ITEMS + 1])
     torch.testing.assert_close(model.score(pad_sequences([[4, 5], [6, 7, 8]], 12)), model.score(hist))
 
 

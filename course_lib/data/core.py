@@ -11,6 +11,7 @@ Whatever the source (a GroupLens archive, a PyPI wheel, the committed synthetic 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,23 @@ import pandas as pd
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
 ITEM_COLUMNS = ("item_id", "title")
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file (``algorithm``: any name ``hashlib.new`` knows), read 1 MiB at a time.
+
+    The one file-checksum helper of course_lib: datasets, checkpoints and serving bundles use it.
+    """
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file (:func:`file_digest`)."""
+    return file_digest(path, "sha256")
 
 
 def repo_root() -> Path:

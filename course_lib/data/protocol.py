@@ -240,13 +240,14 @@ def leave_one_out(
 
 
 # --------------------------------------------------------------------------- tensors
-def pad_sequences(seqs: Sequence[Sequence[int]], max_len: int, *, pad_id: int = PAD) -> torch.Tensor:
-    """Left-pad and left-truncate sequences into a ``(len(seqs), max_len)`` LongTensor.
+def pad_array(seqs: Sequence[Sequence[int]], max_len: int, *, pad_id: int = PAD) -> np.ndarray:
+    """Left-pad and left-truncate sequences into a ``(len(seqs), max_len)`` int64 NumPy array.
 
-    The most recent item ends up in the last column; older items are cut when a sequence is
-    longer than ``max_len``.
+    The one implementation of left padding in the course (:func:`pad_sequences` is the
+    same as a LongTensor). The most recent item ends up in the last column; older items
+    are cut when a sequence is longer than ``max_len``.
 
-    >>> pad_sequences([[5, 6, 7], [8]], 4).tolist()
+    >>> pad_array([[5, 6, 7], [8]], 4).tolist()
     [[0, 5, 6, 7], [0, 0, 0, 8]]
     """
     if max_len < 1:
@@ -256,7 +257,19 @@ def pad_sequences(seqs: Sequence[Sequence[int]], max_len: int, *, pad_id: int = 
         tail = np.asarray(seq, dtype=np.int64)[-max_len:]
         if len(tail):
             out[row, max_len - len(tail):] = tail
-    return torch.from_numpy(out)
+    return out
+
+
+def pad_sequences(seqs: Sequence[Sequence[int]], max_len: int, *, pad_id: int = PAD) -> torch.Tensor:
+    """Left-pad and left-truncate sequences into a ``(len(seqs), max_len)`` LongTensor.
+
+    The most recent item ends up in the last column; older items are cut when a sequence is
+    longer than ``max_len``.
+
+    >>> pad_sequences([[5, 6, 7], [8]], 4).tolist()
+    [[0, 5, 6, 7], [0, 0, 0, 8]]
+    """
+    return torch.from_numpy(pad_array(seqs, max_len, pad_id=pad_id))
 
 
 def shifted_sequences(seqs: Sequence[Sequence[int]], max_len: int) -> tuple[torch.Tensor, torch.Tensor]:

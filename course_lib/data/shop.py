@@ -111,7 +111,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .core import Dataset, datasets_dir, repo_root
+from .core import Dataset, datasets_dir, repo_root, sha256_file
 
 __all__ = ["CATALOGUE", "SEGMENTS", "SHOP_FILES", "TYPE_CHAIN", "generate_shop", "load_shop", "save_shop",
            "verify_shop"]
@@ -1313,8 +1313,7 @@ def _csv_bytes(df: pd.DataFrame, float_format: str | None = None) -> bytes:
     return df.to_csv(index=False, lineterminator="\n", float_format=float_format).encode("utf-8")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+_sha256 = sha256_file
 
 
 def save_shop(ds: Dataset, folder: str | Path) -> None:

@@ -6,9 +6,14 @@
 * :mod:`.bert4rec` — BERT4Rec, masked item modelling on ``transformers.BertForMaskedLM`` (chapter 06).
 * :mod:`.gpt_rec` — a GPT-2 next-item model with ``generate()`` (chapter 06).
 
-Every model has the same interface, so the evaluator and :class:`course_lib.train.Trainer`
-treat them alike: ``training_loss(batch) -> scalar``, ``score(histories) -> (B, n_items + 1)``
-and ``score_fn(users, histories)`` for :func:`course_lib.evaluate.evaluate`.
+Every model has the same interface, so the evaluator, :class:`course_lib.train.Trainer`,
+:class:`course_lib.infer.Recommender` and the serving bundle treat them alike (and like the
+baselines): ``training_loss(batch) -> scalar``; ``score(users, histories) -> (B, n_items + 1)``
+with column 0 = ``-inf`` (the :class:`course_lib.scoring.Scorer` protocol; sequential
+models also accept ``score(histories)``); ``save_pretrained(dir)`` /
+``Class.from_pretrained(dir)`` (``config.json`` + ``model.safetensors``). Sizes are named
+``d_model``, ``n_heads``, ``n_layers``, ``d_ff`` everywhere; :mod:`._hf` maps them to the
+names of the Hugging Face configs.
 
 Import the module you need (``from course_lib.models.sasrec import SASRec, SASRecConfig``);
 this package imports nothing heavy itself.

@@ -57,35 +57,45 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 
 from ..data.protocol import PAD, pad_sequences
+from ..scoring import ScorerMixin
+from ._hf import course_sizes, hf_kwargs
 
 IGNORE = -100  # label of positions that do not count in the loss (PyTorch's default ignore_index)
 
 
-def bert4rec_config(n_items: int, *, max_len: int = 200, hidden_size: int = 64, num_layers: int = 2,
-                    num_heads: int = 2, intermediate_size: int | None = None, dropout: float = 0.1,
+def bert4rec_config(n_items: int, *, max_len: int = 200, d_model: int | None = None, n_layers: int | None = None,
+                    n_heads: int | None = None, d_ff: int | None = None, dropout: float = 0.1,
                     attn_dropout: float | None = None, text_dim: int = 0, id_dropout: float = 0.0,
-                    attn_implementation: str = "sdpa", **extra) -> BertConfig:
+                    attn_implementation: str = "sdpa", hidden_size: int | None = None, num_layers: int | None = None,
+                    num_heads: int | None = None, intermediate_size: int | None = None, **extra) -> BertConfig:
     """A ``BertConfig`` for an item vocabulary of ``n_items`` (defaults: the paper's ML-1M model).
 
     Sun et al. (2019) use 2 layers, 2 heads, hidden size 64, inner size ``4 H``, dropout 0.1,
-    ``max_len`` 200 on ML-1M. ``attn_dropout`` is the dropout on the attention weights
+    ``max_len`` 200 on ML-1M. Sizes take the course's names (``d_model``, ``n_heads``,
+    ``n_layers``, ``d_ff``; :mod:`course_lib.models._hf` maps them to ``BertConfig``'s, and
+    accepts the older ``hidden_size``, ``num_heads``, ``num_layers``, ``intermediate_size``).
+    ``attn_dropout`` is the dropout on the attention weights
     (default: ``dropout``); on a CPU it is costly (a random ``B × heads × T × T`` mask per
     layer, and the fused attention kernel cannot be used), so short runs set it to 0.
     ``text_dim > 0`` adds the text side input and ``id_dropout`` its ID dropout (module docstring).
     ``attn_implementation``: ``"sdpa"`` (PyTorch's fused
     ``scaled_dot_product_attention``) or ``"eager"`` (the textbook matmul–softmax–matmul).
     """
+    sizes = course_sizes(dict(d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_ff=d_ff, hidden_size=hidden_size,
+                              num_layers=num_layers, num_heads=num_heads, intermediate_size=intermediate_size),
+                         dict(d_model=64, n_layers=2, n_heads=2, d_ff=None))
+    if sizes["d_ff"] is None:
+        sizes["d_ff"] = 4 * sizes["d_model"]
     if n_items < 1:
         raise ValueError(f"n_items must be >= 1, got {n_items}")
-    if hidden_size % num_heads:
-        raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+    if sizes["d_model"] % sizes["n_heads"]:
+        raise ValueError(f"d_model ({sizes['d_model']}) must be divisible by n_heads ({sizes['n_heads']})")
     if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
         raise ValueError(f"attn_dropout must be in [0, 1) or None, got {attn_dropout}")
     if not 0.0 <= id_dropout < 1.0 or (id_dropout and not text_dim):
         raise ValueError(f"id_dropout must be in [0, 1) and needs text_dim > 0; got {id_dropout} with text_dim={text_dim}")
     return BertConfig(
-        vocab_size=n_items + 2, hidden_size=hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=num_heads, intermediate_size=intermediate_size or 4 * hidden_size,
+        vocab_size=n_items + 2, **hf_kwargs(sizes, "bert"),
         hidden_act="gelu", hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout if attn_dropout is None else attn_dropout,
         max_position_embeddings=max_len, type_vocab_size=1, pad_token_id=PAD,
@@ -95,11 +105,13 @@ def bert4rec_config(n_items: int, *, max_len: int = 200, hidden_size: int = 64, 
     )
 
 
-class BERT4Rec(BertForMaskedLM):
+class BERT4Rec(ScorerMixin, BertForMaskedLM):
     """``BertForMaskedLM`` over items, with the recommendation-specific pieces.
 
     * :meth:`mlm_loss`: masked item modelling loss (masked positions only, or the full head);
-    * :meth:`score` / :meth:`score_fn`: next-item scores ``(B, n_items + 1)`` for the evaluator;
+    * :meth:`score` (``score(users, histories)`` or ``score(histories)``, the
+      :class:`course_lib.scoring.Scorer` protocol): next-item scores ``(B, n_items + 1)``,
+      column 0 = ``-inf``;
     * :attr:`item_embeddings`: the ``(n_items + 1, H)`` item table (row 0 = padding).
     """
 
@@ -334,22 +346,21 @@ class BERT4Rec(BertForMaskedLM):
         return self.mlm_loss(batch["input_ids"], batch["labels"])
 
     # ------------------------------------------------------------------ inference
-    def score(self, histories: torch.Tensor, *, bucket: int | None = 64) -> torch.Tensor:
+    def _scores(self, histories: torch.Tensor, *, bucket: int | None = 64) -> torch.Tensor:
         """Next-item scores: ``(B, L)`` left-padded histories → ``(B, n_items + 1)`` logits.
 
         The last ``max_len - 1`` items are kept and ``[MASK]`` is appended; the head's output
-        at that position scores every item (column 0, padding, is left for the evaluator to
-        mask).
+        at that position scores every item (:meth:`score` sets column 0, padding, to ``-inf``).
 
-        ``bucket``: score the rows in groups of this many histories of similar length, each
-        group cut to its longest history. Positions count from the right, so the scores are
-        those of the full-width input (up to float rounding), for much less work when short
-        and long histories are mixed (the evaluator pads every history to ``max_len``).
-        ``None``: all rows at once, at full width.
+        ``bucket`` (``model.score(h, bucket=...)``): score the rows in groups of this many
+        histories of similar length, each group cut to its longest history. Positions count
+        from the right, so the scores are those of the full-width input (up to float
+        rounding), for much less work when short and long histories are mixed (the
+        evaluator pads every history to ``max_len``). ``None``: all rows at once, at full
+        width (what ONNX export traces: its shapes do not depend on the data).
         """
-        histories = histories.to(self.device)
         keep = histories[:, -(self.max_len - 1):]                              # (B, L'), L' <= T - 1
-        mask_col = torch.full((len(keep), 1), self.mask_id, dtype=keep.dtype, device=keep.device)
+        mask_col = torch.full_like(keep[:, :1], self.mask_id)                  # (B, 1), B symbolic for export
         x = torch.cat([keep, mask_col], dim=1)                                 # (B, W): history + [MASK]
         if bucket is None:
             return self._score_rows(x)
@@ -363,19 +374,13 @@ class BERT4Rec(BertForMaskedLM):
             out[idx] = part
         return out
 
+    def _static_scores(self, histories: torch.Tensor) -> torch.Tensor:
+        return self._scores(histories, bucket=None)
+
     def _score_rows(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, W)`` left-padded inputs ending in ``[MASK]`` → ``(B, n_items + 1)`` scores at that position."""
         hidden = self.encode(x)[:, -1]                                         # (B, H)
         return self._logits(hidden)[:, : self.n_items + 1]                     # (B, n_items + 1)
-
-    def score_fn(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
-        """``score_fn(users, histories)`` for :func:`course_lib.evaluate.evaluate` (eval mode, no grad)."""
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            out = self.score(histories)
-        self.train(was_training)
-        return out
 
 
 class MaskedItemCollator:

@@ -38,29 +38,39 @@ import torch.nn.functional as F
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, LogitsProcessor, LogitsProcessorList
 
 from ..data.protocol import PAD, pad_sequences
+from ..scoring import ScorerMixin
+from ._hf import course_sizes, hf_kwargs
 
 Strategy = Literal["greedy", "beam", "sample"]
 
 
-def gpt_rec_config(n_items: int, *, max_len: int = 200, hidden_size: int = 64, num_layers: int = 2,
-                   num_heads: int = 2, dropout: float = 0.1, attn_dropout: float | None = None,
-                   attn_implementation: str = "sdpa", **extra) -> GPT2Config:
+def gpt_rec_config(n_items: int, *, max_len: int = 200, d_model: int | None = None, n_layers: int | None = None,
+                   n_heads: int | None = None, d_ff: int | None = None, dropout: float = 0.1,
+                   attn_dropout: float | None = None, attn_implementation: str = "sdpa", hidden_size: int | None = None,
+                   num_layers: int | None = None, num_heads: int | None = None, **extra) -> GPT2Config:
     """A small ``GPT2Config`` over an item vocabulary (defaults: SASRec's ML-1M size).
 
+    Sizes take the course's names (``d_model``, ``n_heads``, ``n_layers``, ``d_ff``, default
+    ``4 d_model``; :mod:`course_lib.models._hf` maps them to ``GPT2Config``'s and accepts the
+    older ``hidden_size``, ``num_heads``, ``num_layers``).
     ``n_positions = max_len``: training windows, scoring inputs and generation prompts plus
     their continuation all fit in ``max_len`` positions. ``attn_dropout``: dropout on the
     attention weights (default: ``dropout``; 0 lets a CPU use the fused attention kernel).
     """
+    sizes = course_sizes(dict(d_model=d_model, n_layers=n_layers, n_heads=n_heads, d_ff=d_ff, hidden_size=hidden_size,
+                              num_layers=num_layers, num_heads=num_heads),
+                         dict(d_model=64, n_layers=2, n_heads=2, d_ff=None))
+    if sizes["d_ff"] is None:
+        sizes["d_ff"] = 4 * sizes["d_model"]
     if n_items < 1:
         raise ValueError(f"n_items must be >= 1, got {n_items}")
-    if hidden_size % num_heads:
-        raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+    if sizes["d_model"] % sizes["n_heads"]:
+        raise ValueError(f"d_model ({sizes['d_model']}) must be divisible by n_heads ({sizes['n_heads']})")
     if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
         raise ValueError(f"attn_dropout must be in [0, 1) or None, got {attn_dropout}")
     bos = n_items + 1
     return GPT2Config(
-        vocab_size=n_items + 2, n_positions=max_len, n_embd=hidden_size, n_layer=num_layers, n_head=num_heads,
-        n_inner=4 * hidden_size, resid_pdrop=dropout, embd_pdrop=dropout,
+        vocab_size=n_items + 2, n_positions=max_len, **hf_kwargs(sizes, "gpt2"), resid_pdrop=dropout, embd_pdrop=dropout,
         attn_pdrop=dropout if attn_dropout is None else attn_dropout,
         bos_token_id=bos, eos_token_id=bos, pad_token_id=PAD, n_items=n_items,
         attn_implementation=attn_implementation, **extra,
@@ -72,7 +82,7 @@ def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
-class GPTRec(GPT2LMHeadModel):
+class GPTRec(ScorerMixin, GPT2LMHeadModel):
     """``GPT2LMHeadModel`` over items: next-item loss, scores for the evaluator, ``recommend``."""
 
     config_class = GPT2Config
@@ -136,31 +146,23 @@ class GPTRec(GPT2LMHeadModel):
             raise ValueError(f"room must be in [0, max_len={self.max_len}), got {room}")
         histories = histories.to(self.device)
         width = self.max_len - room
-        bos = torch.zeros((len(histories), 1), dtype=torch.long, device=self.device)
+        histories = histories.long()
         # Put <s> just before the first real item of each (left-padded) row.
-        x = torch.cat([torch.zeros_like(bos), histories.long()], dim=1)        # (B, L + 1)
-        n_real = (histories != PAD).sum(dim=1)                                 # (B,)
-        first = x.shape[1] - n_real - 1                                       # column of <s>
-        x[torch.arange(len(x), device=x.device), first] = self.bos_id
+        x = torch.cat([torch.zeros_like(histories[:, :1]), histories], dim=1)  # (B, L + 1); B stays symbolic
+        n_real = (histories != PAD).sum(dim=1, keepdim=True)                   # (B, 1)
+        first = x.shape[1] - n_real - 1                                       # (B, 1) column of <s>
+        x = x.scatter(1, first, self.bos_id)
         x = x[:, -width:]
         if x.shape[1] < width:
             x = F.pad(x, (width - x.shape[1], 0), value=PAD)
         return x
 
-    def score(self, histories: torch.Tensor) -> torch.Tensor:
-        """Next-item scores: ``(B, L)`` left-padded histories → ``(B, n_items + 1)`` logits."""
+    def _scores(self, histories: torch.Tensor) -> torch.Tensor:
+        """Next-item scores: ``(B, L)`` left-padded histories → ``(B, n_items + 1)`` logits
+        (:meth:`score`, the :class:`course_lib.scoring.Scorer` method, sets column 0 to ``-inf``)."""
         x = self.prompt(histories)                                             # (B, T)
         h = self.hidden(x)[:, -1]                                              # (B, H)
         return self.lm_head(h)[:, : self.n_items + 1]
-
-    def score_fn(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
-        """``score_fn(users, histories)`` for :func:`course_lib.evaluate.evaluate` (eval mode, no grad)."""
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            out = self.score(histories)
-        self.train(was_training)
-        return out
 
     @torch.no_grad()
     def recommend(self, histories: torch.Tensor, k: int = 10, *, strategy: Strategy = "greedy",

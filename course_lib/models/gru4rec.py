@@ -13,7 +13,8 @@ embeddings the input uses (tied). Trained with full cross-entropy it is a strong
 (Klenitskiy & Vasilev 2023 report NDCG@10 0.1648 on ML-1M, above the SASRec paper's BCE).
 
 Same interface as :class:`~course_lib.models.sasrec.SASRec`: ``forward(input_ids) -> (B, T, d)``,
-``training_loss(batch)``, ``score(histories) -> (B, n_items + 1)``, ``score_fn(users, histories)``.
+``training_loss(batch)``, ``score(users, histories) -> (B, n_items + 1)`` (the
+:class:`course_lib.scoring.Scorer` protocol), ``save_pretrained`` / ``from_pretrained``.
 
 Left padding and a recurrent network: the GRU must not read the padding before a history
 (its state would drift through the padding steps, differently for short and long
@@ -34,6 +35,8 @@ import torch.nn.functional as F
 
 from ..data.protocol import PAD
 from ..losses import LOSSES, next_item_loss
+from ..scoring import ScorerMixin
+from ._pretrained import PretrainedMixin
 
 
 @dataclass
@@ -97,8 +100,10 @@ def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index[..., None].expand(-1, -1, *x.shape[2:]))
 
 
-class GRU4Rec(nn.Module):
+class GRU4Rec(ScorerMixin, PretrainedMixin, nn.Module):
     """Item embeddings → GRU → (projection) → scores against the same item embeddings."""
+
+    config_class = GRU4RecConfig
 
     def __init__(self, config: GRU4RecConfig) -> None:
         super().__init__()
@@ -117,6 +122,10 @@ class GRU4Rec(nn.Module):
     @property
     def max_len(self) -> int:
         return self.config.max_len
+
+    @property
+    def n_items(self) -> int:
+        return self.config.n_items
 
     @property
     def item_embeddings(self) -> torch.Tensor:
@@ -139,22 +148,11 @@ class GRU4Rec(nn.Module):
         return next_item_loss(hidden, batch, self.item_embeddings, self.config.loss,
                               chunk_size=self.config.ce_chunk_size)
 
-    def score(self, histories: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` left-padded histories → ``(B, n_items + 1)`` next-item scores (column 0 = -inf)."""
-        x = histories[:, -self.config.max_len:].to(self.item_emb.weight.device)   # (B, T)
+    def _scores(self, histories: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` left-padded histories → ``(B, n_items + 1)`` next-item scores (``score`` masks column 0)."""
+        x = histories[:, -self.config.max_len:]                                    # (B, T)
         h = self(x)[:, -1]                                                         # (B, d) the last state
-        scores = h @ self.item_embeddings.T                                        # (B, n_items + 1)
-        scores[:, PAD] = -torch.inf
-        return scores
-
-    def score_fn(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
-        """``score_fn(users, histories)`` for :func:`course_lib.evaluate.evaluate` (eval mode, no grad)."""
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            out = self.score(histories).float()
-        self.train(was_training)
-        return out
+        return h @ self.item_embeddings.T                                          # (B, n_items + 1)
 
     def extra_repr(self) -> str:
         n = sum(p.numel() for p in self.parameters())

@@ -23,7 +23,7 @@ Shapes: ``B`` batch, ``T`` sequence length (``max_len``), ``d`` model size, ``H`
 ``V = n_items + 1`` rows of the item table, ``N`` positions that have a target.
 
 >>> model = SASRec(SASRecConfig(n_items=3416, max_len=200))          # the ML-1M setting
->>> scores = model.score(histories)                                  # (B, 3417), column 0 = -inf
+>>> scores = model.score(users, histories)                           # (B, 3417), column 0 = -inf
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ import torch.nn as nn
 from ..attention import LearnedPositionalEmbedding, TransformerBlock, causal_mask, padding_mask
 from ..data.protocol import PAD
 from ..losses import LOSSES, next_item_loss
+from ..scoring import ScorerMixin
+from ._pretrained import PretrainedMixin
 
 
 @dataclass
@@ -94,8 +96,14 @@ class SASRecConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class SASRec(nn.Module):
-    """Item + position embeddings → causal transformer blocks → LayerNorm → tied item scores."""
+class SASRec(ScorerMixin, PretrainedMixin, nn.Module):
+    """Item + position embeddings → causal transformer blocks → LayerNorm → tied item scores.
+
+    A :class:`course_lib.scoring.Scorer`: ``score(users, histories)`` (or ``score(histories)``);
+    saves and loads with ``save_pretrained(dir)`` / ``SASRec.from_pretrained(dir)``.
+    """
+
+    config_class = SASRecConfig
 
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__()
@@ -129,6 +137,10 @@ class SASRec(nn.Module):
     @property
     def max_len(self) -> int:
         return self.config.max_len
+
+    @property
+    def n_items(self) -> int:
+        return self.config.n_items
 
     @property
     def item_embeddings(self) -> torch.Tensor:
@@ -191,21 +203,10 @@ class SASRec(nn.Module):
             x = nn.functional.pad(x, (self.config.max_len - x.shape[1], 0), value=PAD)   # (B, T)
         return x
 
-    def score(self, histories: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` left-padded histories → ``(B, n_items + 1)`` next-item scores (column 0 = -inf)."""
+    def _scores(self, histories: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` left-padded histories → ``(B, n_items + 1)`` next-item scores (``score`` masks column 0)."""
         h = self(self._inputs(histories))[:, -1]                               # (B, d): after the last item
-        scores = h @ self.item_embeddings.T                                    # (B, V)
-        scores[:, PAD] = -torch.inf
-        return scores
-
-    def score_fn(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
-        """``score_fn(users, histories)`` for :func:`course_lib.evaluate.evaluate` (eval mode, no grad)."""
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            out = self.score(histories).float()
-        self.train(was_training)
-        return out
+        return h @ self.item_embeddings.T                                      # (B, V)
 
     @torch.no_grad()
     def attention_maps(self, histories: torch.Tensor) -> list[torch.Tensor]:

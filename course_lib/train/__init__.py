@@ -6,7 +6,7 @@ The API (stable; chapters 04–07 build on it)
 A model plugs in with two methods::
 
     model.training_loss(batch) -> scalar tensor           # forward + loss of one batch
-    model.score_fn(users, histories) -> (B, n_items + 1)   # for the full-ranking evaluator
+    model.score(users, histories) -> (B, n_items + 1)      # for validation (course_lib.scoring.Scorer)
 
 (or pass ``loss_fn=lambda model, batch: ...`` / ``score_fn=...`` to the Trainer instead).
 Then::

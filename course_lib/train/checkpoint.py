@@ -17,7 +17,6 @@ the SHA-256 of both files before touching the model, and any problem raises
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from ..data.core import sha256_file
+
 FORMAT = "course_lib.checkpoint/1"
 MODEL_FILE, TRAINING_FILE, STATE_FILE = "model.safetensors", "training.safetensors", "state.json"
 
@@ -38,12 +39,7 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, incomplete, corrupt or does not fit the model."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 def _fsync(path: Path) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import os
 import random
@@ -35,9 +36,12 @@ import torch
 from ..data.protocol import LeaveOneOutSplit
 from ..device import get_device, set_seed
 from ..evaluate import evaluate
+from ..scoring import as_score_fn
 from .batches import move_to
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .schedules import LRSchedule, warmup_steps_from
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "auto")
 
@@ -240,8 +244,9 @@ class Trainer:
 
     Args:
         model: a ``torch.nn.Module``. Unless ``loss_fn`` is given it must have
-            ``training_loss(batch) -> scalar tensor``; for validation it must have
-            ``score_fn(users, histories) -> (B, n_items + 1)`` unless ``score_fn`` is given.
+            ``training_loss(batch) -> scalar tensor``; for validation it must be a
+            :class:`~course_lib.scoring.Scorer` (``score(users, histories) -> (B, n_items + 1)``,
+            every course model is) unless ``score_fn`` is given.
         train_data: the training examples, indexable (e.g. ``split.train``: one item
             sequence per user). Each epoch visits them in a new random order.
         collate: ``collate(list of examples) -> batch`` (e.g. a
@@ -251,7 +256,7 @@ class Trainer:
             validation, no early stopping).
         config: a :class:`TrainConfig`.
         loss_fn: ``loss_fn(model, batch) -> scalar``, instead of ``model.training_loss``.
-        score_fn: ``score_fn(users, histories)`` for validation, instead of ``model.score_fn``.
+        score_fn: ``score_fn(users, histories)`` for validation, instead of the model's own scores.
         eval_max_len: history length given to ``score_fn`` (default: ``model.max_len`` or
             ``model.config.max_len``, else 200).
         device: default :func:`course_lib.device.get_device`.
@@ -272,6 +277,11 @@ class Trainer:
         self.model = model.to(self.device)
         self.train_data, self.collate, self.split = train_data, collate or (lambda xs: xs), split
         self.loss_fn = loss_fn
+        if score_fn is None and split is not None:
+            try:
+                as_score_fn(model)
+            except TypeError as err:
+                raise TypeError(f"{err}; or pass score_fn=... to the Trainer (or split=None: no validation)") from None
         self._score_fn = score_fn
         self.eval_max_len = eval_max_len or _model_max_len(model) or 200
         self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported(self.device))
@@ -313,10 +323,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ pieces
     def score_fn(self, users: torch.Tensor, histories: torch.Tensor):
-        """The scorer validation uses (``model.score_fn`` unless one was given)."""
-        fn = self._score_fn or getattr(self.model, "score_fn", None)
-        if fn is None:
-            raise TypeError(f"{type(self.model).__name__} has no score_fn(users, histories); pass score_fn=...")
+        """The scorer validation uses (the model's own :func:`~course_lib.scoring.as_score_fn` unless one was given)."""
+        fn = self._score_fn or as_score_fn(self.model)
         return fn(users, histories)
 
     def lr_factor(self) -> float:
@@ -415,12 +423,12 @@ class Trainer:
                 self.load_checkpoint(last)
                 self._seeded = True
             else:
-                print(f"no checkpoint in {cfg.checkpoint_dir}; starting from scratch")
+                log.warning("no checkpoint in %s; starting from scratch", cfg.checkpoint_dir)
         if not self._seeded:
             set_seed(cfg.seed, deterministic=cfg.deterministic)
             self._seeded = True
         if self.history.stop_reason and self.history.stop_reason != "interrupted":
-            print(f"nothing to do: the run already ended ({self.history.stop_reason})")
+            log.warning("nothing to do: the run already ended (%s)", self.history.stop_reason)
             return self.history
         self.history.stop_reason = ""
         total = self.total_steps if cfg.schedule_unit == "steps" else None
@@ -481,8 +489,8 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             self.history.stop_reason = "interrupted"
-            print(f"interrupted during epoch {self.epoch + 1}; the last checkpoint is that of epoch {self.epoch}"
-                  + ("; fit(resume=True) continues from it" if cfg.checkpoint_dir else ""))
+            log.warning("interrupted during epoch %d; the last checkpoint is that of epoch %d%s", self.epoch + 1,
+                        self.epoch, "; fit(resume=True) continues from it" if cfg.checkpoint_dir else "")
         finally:
             bar.close()
         if self.history.stop_reason not in ("", "interrupted") and cfg.restore_best and self._best_state is not None:

@@ -248,7 +248,7 @@ def category_mix_distance(top_items: np.ndarray, domains: np.ndarray, names: lis
     for r, row in enumerate(top_items):
         mix[r] = np.bincount(domains[row] - 1, minlength=D)[:D]
     mix /= mix.sum(1, keepdims=True)
-    t = taste.reindex(index=split.user_ids, columns=names).fillna(0).to_numpy()
+    t = taste.reindex(index=split.user_ids, columns=names).fillna(0).to_numpy(dtype=float, copy=True)
     t /= t.sum(1, keepdims=True)
     return 0.5 * np.abs(mix - t).sum(1)
 

@@ -59,6 +59,7 @@ class CategoricalEncoder:
     min_count: int = 1
     max_size: int | None = None
     vocab: dict = field(default_factory=dict, repr=False)
+    fitted: bool = field(default=False, repr=False)
 
     def fit(self, values: Sequence | pd.Series) -> "CategoricalEncoder":
         """Learn the vocabulary from training values (missing values are not counted)."""
@@ -71,6 +72,7 @@ class CategoricalEncoder:
         if self.max_size is not None:
             order = order[: self.max_size]
         self.vocab = {v: FIRST_KNOWN + i for i, (v, _) in enumerate(order)}
+        self.fitted = True
         return self
 
     @property
@@ -80,7 +82,7 @@ class CategoricalEncoder:
 
     def transform(self, values: Sequence | pd.Series) -> np.ndarray:
         """``(n,)`` int64 ids; unseen, rare or missing values → 1 (unknown)."""
-        if not self.vocab:
+        if not self.fitted:
             raise RuntimeError("CategoricalEncoder is not fitted; call fit(training_values) first")
         s = pd.Series(values)
         return s.map(self.vocab).fillna(UNKNOWN).astype(np.int64).to_numpy().copy()
@@ -266,15 +268,18 @@ _YEAR = re.compile(r"\((\d{4})\)\s*$")
 def movielens_item_features(split: LeaveOneOutSplit, *, fit_rows: np.ndarray | None = None,
                             max_genres: int = 3) -> ItemFeatures:
     """MovieLens item features: up to ``max_genres`` genre slots and the decade (categorical),
-    the release year standardised (numeric; missing when the title has no year).
-
-    Titles such as ``"Toy Story (1995)"`` carry the year; genres are ``"A|B|C"``.
+    the release year standardised (numeric; missing when neither a ``year`` column nor the
+    title, as in ``"Toy Story (1995)"``, gives one). Genres are ``"A|B|C"``.
     """
     items = split.items
     if "title" not in items.columns or "genres" not in items.columns:
         raise ValueError(f"movielens_item_features needs 'title' and 'genres' columns; found {list(items.columns)}")
     titles = items["title"].fillna("").astype(str)
     year = titles.map(lambda t: float(m.group(1)) if (m := _YEAR.search(t)) else np.nan)
+    if "year" in items.columns:           # a loader that already split the year off the title
+        given = pd.to_numeric(items["year"], errors="coerce").astype("float64")
+        year = given.where(given > 0).fillna(year)
+    year = pd.Series(np.asarray(year, dtype=np.float64), index=items.index)
     genres = items["genres"].fillna("").astype(str).str.split("|")
     slots = {f"genre_{k}": genres.map(lambda g, k=k: g[k] if len(g) > k and g[k] else None) for k in range(max_genres)}
     decade = year.map(lambda y: None if np.isnan(y) else f"{int(y) // 10 * 10}s")

@@ -1,7 +1,8 @@
 # The course in two commands:
 #   make course   set up, fetch the data, execute every notebook (laptop scale) -> build/
-#   make test     set up, fetch the data, unit tests + every notebook at smoke scale + nbval
-# Also: make lab (JupyterLab), make outputs (refresh committed outputs), make data, make bench.
+#   make test     set up, fetch the data, ruff, unit tests + every notebook once at smoke scale
+# Also: make unit (library tests, < 90 s), make lint (ruff), make lab (JupyterLab),
+#       make outputs (refresh committed outputs), make data, make bench.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,10 +10,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.course-installed
 SCALE  ?= laptop
 
-.PHONY: course test lab outputs data bench setup clean help
+.PHONY: course test unit lint lab outputs data bench setup clean help
 
 help:
-	@sed -n '1,6p' Makefile
+	@sed -n '1,7p' Makefile
 
 # The install runs again only when pyproject.toml changes (or the venv is new).
 # One pip call installs every pinned dependency, torch==2.13.0 (CPU wheel) included,
@@ -31,8 +32,22 @@ data: $(STAMP)
 course: data
 	$(BIN)/python scripts/run_notebooks.py --scale $(SCALE)
 
-test: data
-	COURSE_SCALE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+# Each notebook is executed once (papermill, smoke scale) by tests/test_notebooks.py, which
+# then compares its # NBVAL_CHECK_OUTPUT cells with the committed outputs (nbval's rules).
+PYTEST := COURSE_SCALE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider
+# JOBS=2 spreads the tests (each notebook is one test) over 2 pytest-xdist workers.
+JOBS   ?= 1
+XDIST  := $(if $(filter-out 1,$(JOBS)),-n $(JOBS),)
+
+test: lint data
+	$(PYTEST) $(XDIST) tests
+
+# The fast tier: library tests only (no notebook, no test marked slow).
+unit: data
+	$(PYTEST) $(XDIST) tests -m "not notebook and not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 lab: data
 	$(BIN)/jupyter lab notebooks/

@@ -202,7 +202,8 @@ def cold_domain_transfer(split: LeaveOneOutSplit, domains: np.ndarray, cold: int
                     if len(ex):
                         m.train()
                         fit_two_tower(m, split, ex, steps=finetune_steps, batch_size=min(batch_size, len(ex)),
-                                      seed=seed, lr=fk.get("lr", 3e-3) / 3, **{k: v for k, v in fk.items() if k != "lr"})
+                                      seed=seed, lr=fk.get("lr", 3e-3) / 3,
+                                      **{k: v for k, v in fk.items() if k != "lr"})
                 else:
                     if not len(ex):
                         continue

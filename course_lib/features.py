@@ -304,7 +304,7 @@ def movielens_user_features(split: LeaveOneOutSplit, users: pd.DataFrame) -> tup
             "occupation": table["occupation"].astype("Int64").astype(str),
             "zip1": table["zip_code"].astype(str).str[:1]}
     ids, cards = [], []
-    for name, col in cols.items():
+    for col in cols.values():
         enc = CategoricalEncoder().fit(col)
         ids.append(enc.transform(col))
         cards.append(enc.cardinality)
@@ -380,7 +380,8 @@ def stage_context(split: LeaveOneOutSplit, time_feats: list[np.ndarray], stage: 
 
 
 # ============================================================================ leakage
-def item_count_feature(split: LeaveOneOutSplit, stage: str = "test", *, fit_on: Literal["train", "all"] = "train") -> np.ndarray:
+def item_count_feature(split: LeaveOneOutSplit, stage: str = "test", *,
+                       fit_on: Literal["train", "all"] = "train") -> np.ndarray:
     """``(N,)`` an item-popularity feature: interactions per item, counted on ``fit_on``.
 
     ``"train"`` counts the histories available at ``stage`` (what a model may know);

@@ -140,7 +140,8 @@ def pair_features(split: LeaveOneOutSplit, stage: str, candidates: np.ndarray, r
     return PairFeatures(cat.astype(np.int64), num, cat_names, num_names, cards)
 
 
-def sample_pairs(candidates: np.ndarray, targets: np.ndarray, n_neg: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_pairs(candidates: np.ndarray, targets: np.ndarray, n_neg: int, *,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices into ``(U, K)`` pairs and labels: each user's target (if retrieved) plus
     ``n_neg`` other candidates drawn uniformly. Users whose target was not retrieved give
     negatives only. Returns ``(index (M,), label (M,))``."""

@@ -45,7 +45,8 @@ def test_complement_users_match_the_planted_events(shop):
     inter = ds.interactions
     cat = ds.items.set_index("item_id")["category"]
     # independently: the last interaction of each user, with its reason and anchor
-    last = inter.assign(reason=ev["reason"].to_numpy(), anchor=ev["anchor_item_id"].to_numpy()).groupby("user_id").tail(1)
+    last = (inter.assign(reason=ev["reason"].to_numpy(), anchor=ev["anchor_item_id"].to_numpy())
+            .groupby("user_id").tail(1))
     want = last[(last["reason"] == "complement")
                 & (cat.reindex(last["anchor"]).to_numpy() != cat.reindex(last["item_id"]).to_numpy())]["user_id"]
     assert set(split.user_ids[users]) == set(want) and len(users) > 0

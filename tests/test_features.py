@@ -9,9 +9,18 @@ import pytest
 from course_lib.data import leave_one_out
 from course_lib.data.shop import generate_shop
 from course_lib.evaluate import evaluate
-from course_lib.features import (FIRST_KNOWN, UNKNOWN, CategoricalEncoder, NumericEncoder, item_count_feature,
-                                 movielens_item_features, movielens_user_features, shop_item_features,
-                                 time_features, training_item_mask)
+from course_lib.features import (
+    FIRST_KNOWN,
+    UNKNOWN,
+    CategoricalEncoder,
+    NumericEncoder,
+    item_count_feature,
+    movielens_item_features,
+    movielens_user_features,
+    shop_item_features,
+    time_features,
+    training_item_mask,
+)
 
 
 def test_categorical_vocab_by_frequency_with_unknown_bucket():
@@ -30,7 +39,8 @@ def test_numeric_encoder_uses_training_statistics_only():
     hi = np.quantile(train, 0.8)                    # 23.2: the outlier 100 is clipped to it
     clipped = np.clip(train, train.min(), hi)
     np.testing.assert_allclose(enc.transform([100.0, np.nan]),
-                               [(hi - clipped.mean()) / clipped.std(), (np.median(clipped) - clipped.mean()) / clipped.std()],
+                               [(hi - clipped.mean()) / clipped.std(),
+                                (np.median(clipped) - clipped.mean()) / clipped.std()],
                                rtol=1e-6)
     assert enc.missing_flag([1.0, np.nan, None]).tolist() == [0.0, 1.0, 1.0]
     # a value far outside training is clipped to the training bound, not to its own

@@ -29,7 +29,7 @@ Shapes: ``B`` batch, ``T`` history length, ``N = n_items + 1`` items (row 0 = pa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -106,11 +106,13 @@ class TwoTower(nn.Module):
         self.config = c = config
         N, d = c.n_items + 1, c.d_model
         self.item_id = nn.Embedding(N, d, padding_idx=PAD) if c.use_ids else None
-        self.item_fields = nn.ModuleList(nn.Embedding(card, c.d_field, padding_idx=PAD) for card in c.item_cardinalities)
+        self.item_fields = nn.ModuleList(nn.Embedding(card, c.d_field, padding_idx=PAD)
+                                         for card in c.item_cardinalities)
         self.text_proj = nn.Linear(c.text_dim, d) if c.text_dim else None
         d_item = d * c.use_ids + c.d_field * len(c.item_cardinalities) + c.n_item_numeric + d * bool(c.text_dim)
         self.item_mlp = _mlp(d_item, d, c.dropout)
-        self.user_fields = nn.ModuleList(nn.Embedding(card, c.d_field, padding_idx=PAD) for card in c.user_cardinalities)
+        self.user_fields = nn.ModuleList(nn.Embedding(card, c.d_field, padding_idx=PAD)
+                                         for card in c.user_cardinalities)
         d_user = 2 * d + c.d_field * len(c.user_cardinalities)
         if c.n_domains:
             self.user_bottom = nn.Sequential(nn.Linear(d_user, 2 * d), nn.GELU(), nn.Dropout(c.dropout))
@@ -158,7 +160,8 @@ class TwoTower(nn.Module):
             t = torch.as_tensor(np.asarray(value), dtype=dtype, device=self.item_cat.device)
             buf = getattr(self, name)
             if t.shape != buf.shape:
-                raise ValueError(f"{name} must have shape {tuple(buf.shape)} (N = n_items + 1 rows), got {tuple(t.shape)}")
+                raise ValueError(f"{name} must have shape {tuple(buf.shape)} (N = n_items + 1 rows), "
+                                 f"got {tuple(t.shape)}")
             buf.copy_(t)
         if counts is not None:
             c = torch.as_tensor(np.asarray(counts, dtype=np.float64), dtype=torch.float64)
@@ -287,7 +290,8 @@ class TwoTower(nn.Module):
         return in_batch_softmax_loss(logits, t, self.log_q[t] if c.logq else None)
 
 
-def in_batch_softmax_loss(logits: torch.Tensor, targets: torch.Tensor, log_q: torch.Tensor | None = None) -> torch.Tensor:
+def in_batch_softmax_loss(logits: torch.Tensor, targets: torch.Tensor,
+                          log_q: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of the diagonal of ``logits`` ``(B, B)`` (row ``b`` = user ``b``, column
     ``j`` = the target of example ``j``), with the log-Q correction and duplicates masked.
 

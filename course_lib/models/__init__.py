@@ -5,6 +5,9 @@
 * :mod:`.gru4rec` — GRU4Rec, the recurrent baseline (chapter 04).
 * :mod:`.bert4rec` — BERT4Rec, masked item modelling on ``transformers.BertForMaskedLM`` (chapter 06).
 * :mod:`.gpt_rec` — a GPT-2 next-item model with ``generate()`` (chapter 06).
+* :mod:`.two_tower` — a feature-aware two-tower retrieval model, in-batch softmax with log-Q,
+  optional MMoE gates per domain (chapter 09).
+* :mod:`.dcn` — DCN-v2, a deep & cross ranker over (user, candidate) features (chapter 09).
 
 Every model has the same interface, so the evaluator, :class:`course_lib.train.Trainer`,
 :class:`course_lib.infer.Recommender` and the serving bundle treat them alike (and like the

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.protocol import PAD
+
 LOSSES = ("ce", "bce", "sampled")
 
 

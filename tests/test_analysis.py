@@ -11,7 +11,15 @@ import torch
 from scipy import stats
 
 from course_lib.analysis import (
-    bootstrap_ci, candidates, gini, label_vectors, mmr_rerank, paired_test, pareto_front, per_user_ild, popularity_bias,
+    bootstrap_ci,
+    candidates,
+    gini,
+    label_vectors,
+    mmr_rerank,
+    paired_test,
+    pareto_front,
+    per_user_ild,
+    popularity_bias,
     weighted_rerank,
 )
 from course_lib.data import leave_one_out

@@ -9,8 +9,17 @@ import scipy.sparse as sp
 import torch
 
 from course_lib.baselines import (
-    BPRMF, EASE, Hybrid, ItemKNN, MostPopular, TfidfContent, as_training_matrix, cosine_similarity_topk,
-    fit_and_test, grid_search, item_text,
+    BPRMF,
+    EASE,
+    Hybrid,
+    ItemKNN,
+    MostPopular,
+    TfidfContent,
+    as_training_matrix,
+    cosine_similarity_topk,
+    fit_and_test,
+    grid_search,
+    item_text,
 )
 from course_lib.data import leave_one_out, pad_sequences
 from course_lib.evaluate import evaluate
@@ -43,7 +52,7 @@ def tiny_split():
     t = 0
     for u, seq in enumerate([[1, 2, 3, 1], [2, 3, 1], [3, 1, 2], [4, 5, 4], [5, 4, 5], [1, 2, 4, 5]]):
         for item in dict.fromkeys(seq):
-            rows.append((u, item, t)); t += 1
+            rows.append((u, item, t)); t += 1  # noqa: E702
     # extra interactions so that every user has >= 3 distinct items
     extra = {0: [4], 3: [1], 4: [2]}
     for u, items in extra.items():

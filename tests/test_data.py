@@ -1,6 +1,5 @@
 """Loaders: canonical tables, checksums, caching, offline behaviour, bad input."""
 
-import io
 import shutil
 import zipfile
 
@@ -8,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_lib.data import Dataset, check_chronological, load_dataset
-from course_lib.data import movielens
+from course_lib.data import Dataset, check_chronological, load_dataset, movielens
 from course_lib.data.core import cache_dir
 
 

@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.losses import (NegativeSampler, bce_loss, full_cross_entropy, next_item_loss,
-                               sampled_softmax_loss)
+from course_lib.losses import NegativeSampler, bce_loss, full_cross_entropy, next_item_loss, sampled_softmax_loss
 
 
 @pytest.fixture

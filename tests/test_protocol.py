@@ -5,8 +5,16 @@ import pandas as pd
 import pytest
 import torch
 
-from course_lib.data import (PAD, implicit, k_core, leave_one_out, pad_sequences, sample_negatives,
-                             sequences_to_csr, shifted_sequences)
+from course_lib.data import (
+    PAD,
+    implicit,
+    k_core,
+    leave_one_out,
+    pad_sequences,
+    sample_negatives,
+    sequences_to_csr,
+    shifted_sequences,
+)
 
 
 def test_leave_one_out_by_hand(tiny_interactions):

@@ -265,7 +265,7 @@ def test_bundle_round_trip_and_checksums(onnx_bundle, tmp_path):
     meta = json.loads((onnx_bundle / "bundle.json").read_text())
     assert meta["backends"] == ["onnx"] and meta["n_items"] == N_ITEMS and meta["max_len"] == MAX_LEN
     b = S.load_bundle(onnx_bundle)
-    assert b.backend == "onnx" and b.user_ids == USERS and [h.tolist() for h in b.histories] == [h.tolist() for h in HISTORIES]
+    assert b.backend == "onnx" and b.user_ids == USERS and [h.tolist() for h in b.histories] == [h.tolist() for h in HISTORIES]  # noqa: E501
     assert b.catalogue.item_ids[1:].tolist() == _catalogue().item_ids[1:].tolist()
     assert b.catalogue.in_stock.tolist() == _catalogue().in_stock.tolist()
     with pytest.raises(S.BundleError, match="no torch model"):

@@ -2,7 +2,6 @@
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +9,22 @@ import torch
 
 from course_lib.data import leave_one_out
 from course_lib.models.gru4rec import GRU4Rec, GRU4RecConfig
-from course_lib.train import (CheckpointError, Choice, LogUniform, LRSchedule, SequenceCollator, TrainConfig,
-                              Trainer, Uniform, grid_search, load_checkpoint, random_search, save_checkpoint,
-                              tpe_search, warmup_steps_from)
+from course_lib.train import (
+    CheckpointError,
+    Choice,
+    LogUniform,
+    LRSchedule,
+    SequenceCollator,
+    TrainConfig,
+    Trainer,
+    Uniform,
+    grid_search,
+    load_checkpoint,
+    random_search,
+    save_checkpoint,
+    tpe_search,
+    warmup_steps_from,
+)
 from course_lib.train.batches import move_to
 
 torch.set_num_threads(1)

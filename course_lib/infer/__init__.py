@@ -43,15 +43,35 @@ from __future__ import annotations
 
 from ..losses import distillation_loss
 from .cache import LRUCache, history_fingerprint
-from .compress import (CastScorer, OnnxScorer, ScoreModule, _linear_layers, dequantize_rows, export_onnx,  # noqa: F401
-                       model_size_bytes, prune_linear, quantize_dynamic_int8, quantize_rows_int8, to_bfloat16)
+from .compress import (  # noqa: F401
+                       CastScorer,
+                       OnnxScorer,
+                       ScoreModule,
+                       _linear_layers,
+                       dequantize_rows,
+                       export_onnx,
+                       model_size_bytes,
+                       prune_linear,
+                       quantize_dynamic_int8,
+                       quantize_rows_int8,
+                       to_bfloat16,
+)
 from .ranking import NEG_INF, Catalogue, Filters, Recommender, TopK, mask_items  # noqa: F401
-from .retrieval import (ExactIndex, FaissIndex, ann_recall, has_retrieval, item_vectors, retrieval_matches_scores,
-                        sweep_ann, time_call, user_vectors)
+from .retrieval import (
+                       ExactIndex,
+                       FaissIndex,
+                       ann_recall,
+                       has_retrieval,
+                       item_vectors,
+                       retrieval_matches_scores,
+                       sweep_ann,
+                       time_call,
+                       user_vectors,
+)
 
 __all__ = [
     "Catalogue", "CastScorer", "ExactIndex", "FaissIndex", "Filters", "LRUCache", "OnnxScorer", "Recommender",
     "ScoreModule", "TopK", "ann_recall", "dequantize_rows", "distillation_loss", "export_onnx", "has_retrieval",
     "history_fingerprint", "item_vectors", "mask_items", "prune_linear", "quantize_dynamic_int8",
-    "quantize_rows_int8", "retrieval_matches_scores", "model_size_bytes", "sweep_ann", "time_call", "to_bfloat16", "user_vectors",
+    "quantize_rows_int8", "retrieval_matches_scores", "model_size_bytes", "sweep_ann", "time_call", "to_bfloat16", "user_vectors",  # noqa: E501
 ]

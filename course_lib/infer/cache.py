@@ -12,6 +12,7 @@ import torch
 
 from ..data.protocol import PAD
 
+
 # ============================================================================ caching
 def history_fingerprint(history: Sequence[int] | np.ndarray | torch.Tensor) -> str:
     """A short hash of a history's real items (padding ignored): equal histories, equal prints."""

@@ -20,6 +20,7 @@ import torch.nn as nn
 from ..data.protocol import PAD
 from ..scoring import as_score_fn, check_users, mask_padding
 
+
 # ============================================================================ compression
 def _linear_layers(model: nn.Module) -> list[tuple[str, nn.Linear]]:
     return [(name, mod) for name, mod in model.named_modules() if type(mod) is nn.Linear]

@@ -22,6 +22,7 @@ from ..data.protocol import PAD
 from ..scoring import as_score_fn
 from .ranking import NEG_INF, _check_k, mask_items
 
+
 # ============================================================================ retrieval
 def _get_items_attr(model: Any) -> torch.Tensor | None:
     for name in ("item_embeddings", "item_embedding", "item_emb"):
@@ -45,7 +46,7 @@ def has_retrieval(model: Any) -> bool:
     """
     if _get_items_attr(model) is None:
         return False
-    return isinstance(model, nn.Module) or any(callable(getattr(model, n, None)) for n in ("user_vector", "hidden", "encode"))
+    return isinstance(model, nn.Module) or any(callable(getattr(model, n, None)) for n in ("user_vector", "hidden", "encode"))  # noqa: E501
 
 
 def item_vectors(model: Any) -> torch.Tensor:
@@ -236,7 +237,7 @@ class FaissIndex:
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
     def search(self, queries: torch.Tensor | np.ndarray, k: int, *, exclude: Sequence[np.ndarray] | None = None,
-               allowed: np.ndarray | torch.Tensor | None = None, fetch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               allowed: np.ndarray | torch.Tensor | None = None, fetch: int | None = None) -> tuple[np.ndarray, np.ndarray]:  # noqa: E501
         """``(scores, ids)``, both ``(B, k)``, internal ids (0 and ``-inf`` where nothing is left).
 
         ``allowed`` (``(n_items + 1,)`` booleans, a shared filter) is applied *inside* the search

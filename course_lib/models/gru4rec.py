@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..data.protocol import PAD
 from ..losses import LOSSES, next_item_loss

@@ -1,15 +1,24 @@
 # The course in two commands:
 #   make course   set up, fetch the data, execute every notebook (laptop scale) -> build/
 #   make test     set up, fetch the data, unit tests + every notebook at smoke scale + nbval
-# Also: make lab (JupyterLab), make outputs (refresh committed outputs), make data, make bench.
+# Also: make lab (JupyterLab), make outputs (refresh committed outputs), make data, make bench,
+#   make check (one-minute preflight), make wheelhouse (offline install folder for a classroom).
+# Offline, from a wheelhouse folder (a USB stick): make course WHEELHOUSE=/path/to/wheelhouse
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.course-installed
 SCALE  ?= laptop
+# WHEELHOUSE=dir: install the packages and the data from dir/wheels with no network (see
+# scripts/wheelhouse.py); pip reads PIP_NO_INDEX / PIP_FIND_LINKS, course_lib.data too.
+ifdef WHEELHOUSE
+export PIP_NO_INDEX := 1
+export PIP_FIND_LINKS := $(abspath $(WHEELHOUSE))/wheels
+export COURSE_GROUPLENS_TIMEOUT := 1
+endif
 
-.PHONY: course test lab outputs data bench setup clean help
+.PHONY: course test lab outputs data bench setup clean help check wheelhouse
 
 help:
 	@sed -n '1,6p' Makefile
@@ -17,10 +26,13 @@ help:
 # The install runs again only when pyproject.toml changes (or the venv is new).
 # One pip call installs every pinned dependency, torch==2.13.0 (CPU wheel) included,
 # and course_lib itself in editable mode.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml jupyter/overrides.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
+	@# JupyterLab for a room of beginners: no "official Jupyter news?" question on first start
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -33,6 +45,12 @@ course: data
 
 test: data
 	COURSE_SCALE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+
+check: setup
+	$(BIN)/python scripts/preflight.py
+
+wheelhouse: setup
+	$(BIN)/python scripts/wheelhouse.py build build/wheelhouse
 
 lab: data
 	$(BIN)/jupyter lab notebooks/

@@ -2,7 +2,8 @@
 #   make course   set up, fetch the data, execute every notebook (laptop scale) -> build/
 #   make test     set up, fetch the data, unit tests + every notebook at smoke scale + nbval
 # Also: make lab (JupyterLab), make outputs (refresh committed outputs), make data, make bench,
-#   make check (one-minute preflight), make wheelhouse (offline install folder for a classroom).
+#   make check (one-minute preflight), make wheelhouse (offline install folder for a classroom),
+#   make book (the course as a static website, build/book/html).
 # Offline, from a wheelhouse folder (a USB stick): make course WHEELHOUSE=/path/to/wheelhouse
 
 PYTHON ?= python3
@@ -18,7 +19,7 @@ export PIP_FIND_LINKS := $(abspath $(WHEELHOUSE))/wheels
 export COURSE_GROUPLENS_TIMEOUT := 1
 endif
 
-.PHONY: course test lab outputs data bench setup clean help check wheelhouse
+.PHONY: course test lab outputs data bench setup clean help check wheelhouse book
 
 help:
 	@sed -n '1,6p' Makefile
@@ -51,6 +52,9 @@ check: setup
 
 wheelhouse: setup
 	$(BIN)/python scripts/wheelhouse.py build build/wheelhouse
+
+book: setup
+	$(BIN)/python scripts/build_book.py
 
 lab: data
 	$(BIN)/jupyter lab notebooks/

@@ -76,3 +76,12 @@ def test_wheelhouse_installs_offline_into_a_fresh_venv(tmp_path):
     victim.write_bytes(victim.read_bytes()[:100])
     assert wheelhouse.verify(dest) == [f"changed or truncated: {victim.name}"]
     assert json.loads((dest / "MANIFEST.json").read_text())["total_bytes"] > 0
+
+
+def test_figures_are_regenerated_from_code():
+    """The committed diagrams equal a fresh draw (scripts/make_figures.py is their source)."""
+    import make_figures
+
+    assert make_figures.main(["--check"]) == 0
+    svg, png = make_figures.render("masks_causal_vs_bidirectional")
+    assert b"key position (attended to)" in svg and png[:4] == b"\x89PNG"   # labelled axes, text kept as text

@@ -1,9 +1,10 @@
 # The course in two commands:
 #   make course   set up, fetch the data, execute every notebook (laptop scale) -> build/
-#   make test     set up, fetch the data, unit tests + every notebook at smoke scale + nbval
-# Also: make lab (JupyterLab), make outputs (refresh committed outputs), make data, make bench,
-#   make check (one-minute preflight), make wheelhouse (offline install folder for a classroom),
-#   make book (the course as a static website, build/book/html).
+#   make test     set up, fetch the data, ruff, unit tests + every notebook once at smoke scale
+# Also: make unit (library tests, < 90 s), make lint (ruff), make lab (JupyterLab),
+#       make outputs (refresh committed outputs), make data, make bench,
+#       make check (one-minute preflight), make wheelhouse (offline install folder for a
+#       classroom), make book (the course as a static website, build/book/html).
 # Offline, from a wheelhouse folder (a USB stick): make course WHEELHOUSE=/path/to/wheelhouse
 
 PYTHON ?= python3
@@ -19,10 +20,10 @@ export PIP_FIND_LINKS := $(abspath $(WHEELHOUSE))/wheels
 export COURSE_GROUPLENS_TIMEOUT := 1
 endif
 
-.PHONY: course test lab outputs data bench setup clean help check wheelhouse book
+.PHONY: course test unit lint lab outputs data bench setup clean help check wheelhouse book
 
 help:
-	@sed -n '1,6p' Makefile
+	@sed -n '1,10p' Makefile
 
 # The install runs again only when pyproject.toml changes (or the venv is new).
 # One pip call installs every pinned dependency, torch==2.13.0 (CPU wheel) included,
@@ -44,8 +45,22 @@ data: $(STAMP)
 course: data
 	$(BIN)/python scripts/run_notebooks.py --scale $(SCALE)
 
-test: data
-	COURSE_SCALE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+# Each notebook is executed once (papermill, smoke scale) by tests/test_notebooks.py, which
+# then compares its # NBVAL_CHECK_OUTPUT cells with the committed outputs (nbval's rules).
+PYTEST := COURSE_SCALE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider
+# JOBS=2 spreads the tests (each notebook is one test) over 2 pytest-xdist workers.
+JOBS   ?= 1
+XDIST  := $(if $(filter-out 1,$(JOBS)),-n $(JOBS),)
+
+test: lint data
+	$(PYTEST) $(XDIST) tests
+
+# The fast tier: library tests only (no notebook, no test marked slow).
+unit: data
+	$(PYTEST) $(XDIST) tests -m "not notebook and not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 check: setup
 	$(BIN)/python scripts/preflight.py

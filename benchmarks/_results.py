@@ -34,7 +34,8 @@ def save_section(out: Path, section: str, payload: dict) -> None:
     print(f"-> {out.relative_to(Path(__file__).resolve().parents[1])} [{section}]")
 
 
-def interleaved_rounds(runners: list[tuple[str, Callable[[int], tuple[int, float]]]], rounds: int, batches_per_round: int) -> dict[str, list[float]]:
+def interleaved_rounds(runners: list[tuple[str, Callable[[int], tuple[int, float]]]], rounds: int,
+                       batches_per_round: int) -> dict[str, list[float]]:
     """Sequences/s of each ``(name, run)`` runner, measured round-robin so that a change of load hits all alike.
 
     ``run(n_batches)`` trains ``n_batches`` and returns ``(sequences, seconds)``. Returns each

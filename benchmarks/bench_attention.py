@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Attention: forward + backward time of the teaching path against torch's fused kernel.
 
-    python benchmarks/bench_attention.py                 # CPU (and CUDA if present) -> benchmarks/results/attention.json
+    python benchmarks/bench_attention.py  # CPU (and CUDA if present) -> benchmarks/results/attention.json
     python benchmarks/bench_attention.py --repeats 5 --lengths 50 100 200
 
 Times ``course_lib.attention.scaled_dot_product_attention(q, k, v)`` with ``fast=False``

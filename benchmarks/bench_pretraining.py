@@ -40,11 +40,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _results import interleaved_rounds, machine, save_section
 from course_lib.data import leave_one_out, load_dataset
 from course_lib.models.bert4rec import BERT4Rec, MaskedItemCollator
 from course_lib.models.gpt_rec import GPTRec, NextItemCollator
 from course_lib.train import TrainConfig, Trainer
+
+from _results import interleaved_rounds, save_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHED = {"BERT4Rec (Klenitskiy & Vasilev 2023)": {"HR@10": 0.2843, "NDCG@10": 0.1537},
@@ -175,13 +176,15 @@ def quality(split, out: Path, budget_s: float, eval_every_steps: int | None, eva
     Runs already in the JSON under another budget are kept: each run records its own budget.
     """
     previous = json.loads(out.read_text()).get("quality", {}) if out.exists() else {}
-    result = {"what": f"{split.name}, seconds of training (validation excluded; each run's budget_s), full-ranking metrics",
+    result = {"what": f"{split.name}, seconds of training (validation excluded; each run's budget_s), "
+                      "full-ranking metrics",
               "published": PUBLISHED, "runs": dict(previous.get("runs", {}))}
     for arch in archs:
         run = train_budgeted(split, arch, budget_s=budget_s, eval_every_steps=eval_every_steps, eval_users=eval_users)
         run["torch_threads"] = torch.get_num_threads()
-        run["command"] = (f".venv/bin/python benchmarks/bench_pretraining.py quality --budget {budget_s:g} --archs {arch}"
-                          + (f" --threads {torch.get_num_threads()}" if torch.get_num_threads() != os.cpu_count() else ""))
+        threads = torch.get_num_threads()
+        run["command"] = (f".venv/bin/python benchmarks/bench_pretraining.py quality --budget {budget_s:g}"
+                          f" --archs {arch}" + (f" --threads {threads}" if threads != os.cpu_count() else ""))
         result["runs"][f"{arch}, {budget_s:g} s"] = run
         print(f"{arch}: {run['steps']} steps, test {run['test']}", flush=True)
         save(out, "quality", result)

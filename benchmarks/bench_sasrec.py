@@ -15,8 +15,8 @@ keeps the others, together with the machine, the torch thread count and the load
   SASRec (d 64, 2 layers, max_len 200, batch 128) for a ladder of changes, each on top of
   the previous: output layer at every position → only at positions with a target →
   bucketed + trimmed batches → no attention dropout → chunked cross-entropy → bf16
-  autocast (fast only where the CPU has native bf16); then each loss (full CE, BCE with 1 negative, sampled softmax with 256)
-  and GRU4Rec with the final settings. Variants are measured **interleaved** (round-robin,
+  autocast (fast only where the CPU has native bf16); then each loss (full CE, BCE with 1 negative,
+  sampled softmax with 256) and GRU4Rec with the final settings. Variants are measured **interleaved** (round-robin,
   several rounds, median) so that a change of machine load hits them all alike.
 * ``quality``: wall-clock-budgeted training runs (10 minutes of training each; validation
   after every epoch not counted) of the issue's "plain" recipe (d 64, 2 layers, full CE,
@@ -36,15 +36,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from _results import interleaved_rounds, machine, save_section
 from course_lib.data import leave_one_out, load_dataset
 from course_lib.models.gru4rec import GRU4Rec, GRU4RecConfig
 from course_lib.models.sasrec import SASRec, SASRecConfig
 from course_lib.train import SequenceCollator, TrainConfig, Trainer
 from course_lib.train.trainer import bf16_supported
+
+from _results import interleaved_rounds, machine, save_section
 
 OUT = Path(__file__).resolve().parent / "results" / "sasrec.json"
 TARGET = 0.15
@@ -194,7 +194,8 @@ def quality(budget_s: float = 600.0, which: tuple[str, ...] = ("tuned", "plain")
         every = every * max(1, round(budget_s / 600))                 # about as many validations in a longer run
         runs[key] = train_budgeted(split, model_kw, train_kw, budget_s=budget_s, epochs=1000, eval_every_steps=every)
         runs[key]["torch_threads"] = torch.get_num_threads()
-        runs[key]["command"] = (f".venv/bin/python benchmarks/bench_sasrec.py quality --budget {budget_s:g} --runs {name}"
+        runs[key]["command"] = (f".venv/bin/python benchmarks/bench_sasrec.py quality --budget {budget_s:g}"
+                                f" --runs {name}"
                                 + (f" --threads {torch.get_num_threads()}" if torch.get_num_threads() != os.cpu_count()
                                    else ""))
         print(f"{key}:", runs[key]["test"], runs[key]["seconds_to_valid_ndcg_0.15"], flush=True)

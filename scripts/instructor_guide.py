@@ -102,10 +102,11 @@ def render(timings: dict) -> str:
         "|---|---|---|---|---|",
     ]
     tot_read = tot_lap = 0.0
-    for name, row in timings.items():
+    for row in timings.values():
         lap = row.get("laptop")
         where = f"{lap['cores']} cores, load {lap['load_average']}, {lap['date']}" if lap and "cores" in lap else "—"
-        lines.append(f"| {row['title']} | {row['reading_minutes']} | {_fmt(lap)} | {_fmt(row.get('smoke'))} | {where} |")
+        lines.append(f"| {row['title']} | {row['reading_minutes']} | {_fmt(lap)} | {_fmt(row.get('smoke'))} "
+                     f"| {where} |")
         tot_read += row["reading_minutes"]
         tot_lap += lap["minutes"] if lap else 0.0
     lines += ["", f"In all: about {tot_read / 60:.1f} hours of reading and {tot_lap:.0f} minutes of laptop-scale "

@@ -114,7 +114,8 @@ def masks_causal_vs_bidirectional():
 def training_loop():
     """The loop of chapter 05: batch → loss → backward → clip → step → schedule, with validation."""
     fig, ax = _canvas(8.0, 5.4, (0, 16), (0, 10.5), "The training loop (chapter 05)")
-    steps = [(3, 8.5, "next batch\n(length buckets)", GREY), (8, 8.5, "forward + loss\n(full CE, bf16 if native)", BLUE),
+    steps = [(3, 8.5, "next batch\n(length buckets)", GREY),
+             (8, 8.5, "forward + loss\n(full CE, bf16 if native)", BLUE),
              (13, 8.5, "backward\n(gradients)", BLUE), (13, 5.0, "clip gradient\nnorm ≤ 1", ORANGE),
              (8, 5.0, "AdamW step\n+ weight decay", ORANGE), (3, 5.0, "LR schedule\nwarm-up → cosine", ORANGE)]
     for x, y, t, c in steps:

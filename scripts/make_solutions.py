@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import ast
-import re
 import inspect
+import re
 import sys
 import textwrap
 from pathlib import Path

@@ -8,7 +8,8 @@ QUESTIONS = [
                  "recommender has to guess."),
     Question("00.2", "Why does the course ship a *synthetic* shop dataset beside MovieLens?",
              options=("Because MovieLens is too small to train transformers",
-                      "Because its hidden model is known, so a chapter can check that a model recovers planted structure",
+                      "Because its hidden model is known, so a chapter can check that a model recovers "
+                      "planted structure",
                       "Because synthetic data always gives higher NDCG",
                       "Because real shops do not have categories"),
              answer=1, why="With a known generating model (tastes, complement chains, a cold category) a claim "

@@ -23,7 +23,8 @@ QUESTIONS = [
                            "next item drops; chapter 07 measures the size of this effect."),
     Question("01.4", "EASE fits its item–item weight matrix in closed form. For a catalogue of n items, what is "
              "the size of the matrix it inverts?",
-             options=("n_users × n_users", "n_items × n_items", "n_users × n_items", "d × d, with d the embedding size"),
+             options=("n_users × n_users", "n_items × n_items", "n_users × n_items",
+                      "d × d, with d the embedding size"),
              answer=1, why="EASE inverts the n × n item Gram matrix XᵀX + λI, which is why it is fast on "
                            "MovieLens (3,706 items) and impractical for 10⁸ items."),
 ]

@@ -8,7 +8,8 @@ QUESTIONS = [
     Question("05.2", "What must a checkpoint hold for a resumed run to continue *exactly* where it stopped?",
              options=("The model weights only",
                       "The weights and the optimiser state",
-                      "The weights, the optimiser and scheduler state, the step, and the random-number generators' state"),
+                      "The weights, the optimiser and scheduler state, the step, and the random-number "
+                      "generators' state"),
              answer=2, why="Adam's moments, the schedule's position and the RNG streams (dropout, batches) all "
                            "change what happens next; chapter 05 resumes bit for bit."),
     Question("05.3", "Early stopping watches which quantity?",

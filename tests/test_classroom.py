@@ -85,3 +85,33 @@ def test_figures_are_regenerated_from_code():
     assert make_figures.main(["--check"]) == 0
     svg, png = make_figures.render("masks_causal_vs_bidirectional")
     assert b"key position (attended to)" in svg and png[:4] == b"\x89PNG"   # labelled axes, text kept as text
+
+
+def test_colab_cell_does_nothing_outside_colab_and_explains_itself_on_colab(monkeypatch, tmp_path):
+    import os
+    import types
+
+    import colab_cell
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    exec(colab_cell.CELL, {})                                   # not on Colab: nothing happens
+    assert os.getcwd() == str(tmp_path)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    if not colab_cell.REPO_URL:                                  # unpublished copy: a clear message, no guess
+        with pytest.raises(RuntimeError, match="no repository URL"):
+            exec(colab_cell.CELL, {})
+    cmds = colab_cell.commands("https://example.org/course.git", "v1.0")
+    assert cmds[0] == ["git", "clone", "--depth", "1", "--branch", "v1.0", "https://example.org/course.git",
+                       "/content/course"]
+    assert cmds[1][-4:] == ["install", "-q", "-e", "/content/course"]
+    assert cmds[2][-2:] == ["course_lib.data", "fetch"]
+    for cmd in cmds:                                             # the cell runs exactly these commands
+        assert all(part in colab_cell.CELL or part in ("https://example.org/course.git", "v1.0", sys.executable)
+                   for part in cmd)
+
+
+def test_every_chapter_has_the_colab_cell_after_its_parameters():
+    import colab_cell
+
+    assert colab_cell.main(["--check"]) == 0

@@ -115,3 +115,12 @@ def test_every_chapter_has_the_colab_cell_after_its_parameters():
     import colab_cell
 
     assert colab_cell.main(["--check"]) == 0
+
+
+def test_instructor_tables_are_current_and_list_every_chapter():
+    import instructor_guide
+
+    assert instructor_guide.main(["--check"]) == 0, "run `python scripts/instructor_guide.py`"
+    text = (ROOT / "docs" / "instructors" / "chapters.md").read_text()
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert f"notebooks/{nb.name}" in text

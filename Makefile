@@ -2,26 +2,39 @@
 #   make course   set up, fetch the data, execute every notebook (laptop scale) -> build/
 #   make test     set up, fetch the data, ruff, unit tests + every notebook once at smoke scale
 # Also: make unit (library tests, < 90 s), make lint (ruff), make lab (JupyterLab),
-#       make outputs (refresh committed outputs), make data, make bench.
+#       make outputs (refresh committed outputs), make data, make bench,
+#       make check (one-minute preflight), make wheelhouse (offline install folder for a
+#       classroom), make book (the course as a static website, build/book/html).
+# Offline, from a wheelhouse folder (a USB stick): make course WHEELHOUSE=/path/to/wheelhouse
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.course-installed
 SCALE  ?= laptop
+# WHEELHOUSE=dir: install the packages and the data from dir/wheels with no network (see
+# scripts/wheelhouse.py); pip reads PIP_NO_INDEX / PIP_FIND_LINKS, course_lib.data too.
+ifdef WHEELHOUSE
+export PIP_NO_INDEX := 1
+export PIP_FIND_LINKS := $(abspath $(WHEELHOUSE))/wheels
+export COURSE_GROUPLENS_TIMEOUT := 1
+endif
 
-.PHONY: course test unit lint lab outputs data bench setup clean help
+.PHONY: course test unit lint lab outputs data bench setup clean help check wheelhouse book
 
 help:
-	@sed -n '1,7p' Makefile
+	@sed -n '1,10p' Makefile
 
 # The install runs again only when pyproject.toml changes (or the venv is new).
 # One pip call installs every pinned dependency, torch==2.13.0 (CPU wheel) included,
 # and course_lib itself in editable mode.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml jupyter/overrides.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
+	@# JupyterLab for a room of beginners: no "official Jupyter news?" question on first start
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp jupyter/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -48,6 +61,15 @@ unit: data
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+check: setup
+	$(BIN)/python scripts/preflight.py
+
+wheelhouse: setup
+	$(BIN)/python scripts/wheelhouse.py build build/wheelhouse
+
+book: setup
+	$(BIN)/python scripts/build_book.py
 
 lab: data
 	$(BIN)/jupyter lab notebooks/

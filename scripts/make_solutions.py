@@ -1,0 +1,168 @@
+#!/usr/bin/env python
+"""Write the instructors' solutions notebooks, solutions/NN_solutions.ipynb, from the checkers.
+
+    python scripts/make_solutions.py            # (re)write every chapter's solutions notebook
+    python scripts/make_solutions.py --check    # exit 1 if a notebook is missing or stale
+
+Each exercise's reference solution (``course_lib/exercises/chNN.py``) is written out as plain
+code — the function, the helpers it calls and the imports it needs — followed by a cell that
+runs it on the exercise's example context and asserts that the checker says ✓. The tests
+execute every solutions notebook (tests/test_solutions.py), so a solution that stops passing
+its checker fails CI. The solutions stay out of the learners' notebooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "solutions"
+sys.path.insert(0, str(ROOT))
+
+from course_lib import exercises as E  # noqa: E402
+
+
+def _absolute(module_name: str, node: ast.ImportFrom) -> str | None:
+    """``from ..data import x`` inside course_lib.exercises.chNN → ``from course_lib.data import x``."""
+    if node.level == 0:
+        return ast.unparse(node)
+    parts = module_name.split(".")[: -node.level]
+    base = ".".join(parts + ([node.module] if node.module else []))
+    if base == "course_lib.exercises":
+        return None                                                     # `register` and friends
+    names = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in node.names)
+    return f"from {base} import {names}"
+
+
+def _imports(module) -> list[str]:
+    tree = ast.parse(inspect.getsource(module))
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            out.append(ast.unparse(node))
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            line = _absolute(module.__name__, node)
+            if line:
+                out.append(line)
+    return out
+
+
+def _names_used(fn) -> set[str]:
+    names, stack = set(), [fn.__code__]
+    while stack:
+        code = stack.pop()
+        names |= set(code.co_names)
+        stack += [c for c in code.co_consts if inspect.iscode(c)]
+    return names
+
+
+def _source_without_decorator(fn) -> str:
+    """The function's source as written (comments kept), without its ``@register(...)`` lines."""
+    lines = textwrap.dedent(inspect.getsource(fn)).splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("def "))
+    body = "\n".join(lines[start:])
+    # relative imports inside the function: course_lib.exercises.chNN -> course_lib
+    body = re.sub(r"from \.\.(\w)", r"from course_lib.\1", body)
+    return body
+
+
+def _constants(module, names: set[str]) -> list[str]:
+    """Module-level assignments (``IGNORE = -100``) of the names a solution uses, as written."""
+    source = inspect.getsource(module)
+    out = []
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id in names for t in targets):
+                out.append(ast.get_source_segment(source, node))
+    return out
+
+
+def solution_code(ex: E.Exercise) -> tuple[str, str]:
+    """(code defining the solution and its helpers, the solution function's name)."""
+    module = inspect.getmodule(ex.solution)
+    wanted, order, todo = {}, [], [ex.solution]
+    while todo:
+        fn = todo.pop()
+        if fn.__name__ in wanted:
+            continue
+        wanted[fn.__name__] = fn
+        order.append(fn)
+        for name in _names_used(fn):
+            obj = getattr(module, name, None)
+            if inspect.isfunction(obj) and obj.__module__ == module.__name__ and name not in wanted:
+                todo.append(obj)
+    helpers = [f for f in reversed(order)]
+    used = set().union(*(_names_used(f) for f in helpers))
+    constants = _constants(module, used)
+    code = "\n".join(_imports(module)) + "\n\n" + ("\n".join(constants) + "\n\n" if constants else "") \
+        + "\n" + "\n\n\n".join(_source_without_decorator(f) for f in helpers)
+    return code, ex.solution.__name__
+
+
+def chapter_notebook(chapter: str, exercises: list[E.Exercise]) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (course)", "language": "python"}
+    nb.cells.append(nbformat.v4.new_markdown_cell(
+        f"# Solutions · chapter {chapter}\n\nFor instructors (and for learners *after* trying). Each "
+        "solution is the reference that the chapter's checker compares against, written out as plain "
+        "code, then run on a small example and checked. Generated by `scripts/make_solutions.py`; "
+        "do not edit by hand."))
+    nb.cells.append(nbformat.v4.new_code_cell("from course_lib.exercises import check, get"))
+    for ex in exercises:
+        code, name = solution_code(ex)
+        nb.cells.append(nbformat.v4.new_markdown_cell(f"## Exercise {ex.id}\n\n**Task:** {ex.title}\n\n"
+                                                      f"**Hint given to learners:** {ex.hint}"))
+        nb.cells.append(nbformat.v4.new_code_cell(code))
+        nb.cells.append(nbformat.v4.new_code_cell(
+            f'context = get("{ex.id}").example_context()   # in the chapter, the notebook\'s own data\n'
+            f"answer = {name}(**context)\n"
+            f'assert check("{ex.id}", answer, **context) is True'))
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"{chapter}-{i:03d}"          # stable ids: the same checkers give the same file
+    return nb
+
+
+def build() -> dict[str, nbformat.NotebookNode]:
+    by_chapter: dict[str, list[E.Exercise]] = {}
+    for ex_id, ex in sorted(E.all_exercises().items()):
+        by_chapter.setdefault(ex_id.split(".")[0], []).append(ex)
+    return {ch: chapter_notebook(ch, exs) for ch, exs in by_chapter.items()}
+
+
+def _text(nb: nbformat.NotebookNode) -> str:
+    return nbformat.writes(nb)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    notebooks = build()
+    stale = []
+    OUT.mkdir(exist_ok=True)
+    for ch, nb in notebooks.items():
+        path = OUT / f"{ch}_solutions.ipynb"
+        if args.check:
+            if not path.exists() or path.read_text() != _text(nb):
+                stale.append(path.name)
+        else:
+            path.write_text(_text(nb))
+    if args.check and stale:
+        print(f"stale solutions (run `python scripts/make_solutions.py`): {', '.join(stale)}")
+        return 1
+    if not args.check:
+        print(f"{len(notebooks)} solutions notebooks -> solutions/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

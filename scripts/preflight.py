@@ -169,7 +169,8 @@ def check_training_step() -> Result:
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(2):
-        scores = model.score(histories)                       # (B, n_items + 1), column 0 = -inf
+        hidden = model(histories)[:, -1]                      # (B, d): after the last item (with grad)
+        scores = hidden @ model.item_embeddings.T             # (B, n_items + 1); column 0 is padding
         loss = torch.nn.functional.cross_entropy(scores[:, 1:], targets - 1)
         opt.zero_grad()
         loss.backward()

@@ -111,12 +111,6 @@ def test_colab_cell_does_nothing_outside_colab_and_explains_itself_on_colab(monk
                    for part in cmd)
 
 
-def test_every_chapter_has_the_colab_cell_after_its_parameters():
-    import colab_cell
-
-    assert colab_cell.main(["--check"]) == 0
-
-
 def test_instructor_tables_are_current_and_list_every_chapter():
     import instructor_guide
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
+
+from ._pretrained import PretrainedMixin
 import torch.nn.functional as F
 
 from ..data.protocol import PAD
@@ -97,9 +99,11 @@ def _mlp(d_in: int, d: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, 2 * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * d, d))
 
 
-class TwoTower(nn.Module):
+class TwoTower(PretrainedMixin, nn.Module):
     """The two-tower model (see the module docstring). Item features live in buffers, so a
     saved model is self-contained; the user feature table does not (it is per stage)."""
+
+    config_class = TwoTowerConfig
 
     def __init__(self, config: TwoTowerConfig) -> None:
         super().__init__()

@@ -34,11 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-
-from ._pretrained import PretrainedMixin
 import torch.nn.functional as F
 
 from ..data.protocol import PAD
+from ._pretrained import PretrainedMixin
 
 UNKNOWN = 1
 

@@ -124,6 +124,23 @@ def as_text(chapter: str) -> str:
     return "\n".join(lines)
 
 
+def as_html(chapter: str) -> str:
+    """The chapter's quiz as HTML without the answers: what a static page (the website) shows."""
+    from html import escape
+
+    parts = [f"<div class='course-quiz'><p><b>Quiz, chapter {escape(chapter)}</b> "
+             "(open the notebook in JupyterLab to check your answers)</p><ol>"]
+    for q in questions(chapter):
+        parts.append(f"<li><b>{escape(q.id)}</b> {escape(q.text)}")
+        if q.options:
+            parts.append("<ol start='0'>" + "".join(f"<li>{escape(o)}</li>" for o in q.options) + "</ol>")
+        else:
+            parts.append(" <i>(a number)</i>")
+        parts.append("</li>")
+    parts.append("</ol></div>")
+    return "".join(parts)
+
+
 def widget(q: Question):
     """An ipywidgets box for one question: the choices, a Check button and the feedback."""
     import ipywidgets as w
@@ -152,7 +169,11 @@ def widget(q: Question):
 
 
 def quiz(chapter: str):
-    """Show a chapter's quiz: widgets in a notebook, text elsewhere."""
+    """Show a chapter's quiz: widgets in a notebook, text elsewhere.
+
+    The notebook output carries the widgets and, beside them, an HTML list of the questions
+    (no answers): JupyterLab shows the widgets, a static page (the website, GitHub) the list.
+    """
     try:
         import ipywidgets as w
         from IPython import get_ipython
@@ -165,8 +186,12 @@ def quiz(chapter: str):
         print('\nCheck an answer with course_lib.quiz.answer("CC.N", your_choice)')
         return None
     box = w.VBox([widget(q) for q in questions(chapter)])
-    display(box)
-    return box
+    bundle = box._repr_mimebundle_()
+    bundle = bundle[0] if isinstance(bundle, tuple) else dict(bundle)
+    bundle["text/html"] = as_html(chapter)
+    bundle["text/plain"] = as_text(chapter)
+    display(bundle, raw=True)
+    return None
 
 
-__all__ = ["Question", "answer", "as_text", "get", "questions", "quiz", "widget"]
+__all__ = ["Question", "answer", "as_html", "as_text", "get", "questions", "quiz", "widget"]

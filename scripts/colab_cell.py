@@ -1,8 +1,7 @@
 #!/usr/bin/env python
 """The "install on Colab" cell that follows the parameters cell in every chapter.
 
-    python scripts/colab_cell.py            # insert or update the cell in every notebook
-    python scripts/colab_cell.py --check    # exit 1 if a notebook lacks the current cell
+scripts/chapter_cells.py inserts it (with the chapter's quiz); this module holds the cell.
 
 On Google Colab the cell clones the course at a pinned revision and installs it (the same
 pinned packages as `make setup`), then moves into the notebooks folder so relative paths work;
@@ -15,7 +14,6 @@ Colab session.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -76,20 +74,3 @@ def apply(path: Path, check: bool = False) -> bool:
     nb.cells.insert(at, cell)
     nbformat.write(nb, path)
     return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    changed = [p.name for p in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) if apply(p, check=args.check)]
-    if args.check and changed:
-        print(f"the Colab cell is missing or stale in: {', '.join(changed)} (run scripts/colab_cell.py)")
-        return 1
-    if not args.check:
-        print(f"updated {len(changed)} notebook(s)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

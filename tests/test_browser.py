@@ -8,7 +8,8 @@ browser as its executable: Playwright's own browser download is never used (no i
   on any error output or on a first-start pop-up (the "official Jupyter news" question is
   switched off by jupyter/overrides.json, which `make setup` installs), and saves a screenshot
   to build/browser/.
-* One chapter page of the website (`make book`) renders with its title, text and figures.
+* One chapter page of the website (`make book`) renders with its title, text, figures and
+  typeset formulas, and asks nothing from outside the site (MathJax is served from the site).
 
 Without Chromium (a learner's laptop) both tests are skipped with the command that enables
 them; CI installs Chromium in .ci/run, so there they always run.
@@ -178,7 +179,16 @@ def test_a_chapter_page_of_the_website_renders(website):
         page.goto(f"{website}/index.html")
         links = page.locator("nav a.reference.internal[href*='chapters/']")
         assert links.count() >= 9, "the chapter list is missing from the home page"
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
         page.goto(f"{website}/chapters/03_attention_math.html")
+        page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0"
+                               " && document.querySelectorAll('.MathJax, .MathJax_Display').length > 0",
+                               timeout=60_000)
+        typeset = page.locator(".MathJax, .MathJax_Display").count()
+        assert typeset > 20, f"only {typeset} formulas typeset on the attention chapter"
+        outside = [u for u in requests if not u.startswith((website, "data:"))]
+        assert not outside, f"the page asks for files outside the site (offline classrooms fail): {outside[:5]}"
         title = page.locator("h1").first.inner_text()
         assert "Attention" in title or "attention" in title
         images = page.locator("article img")

@@ -111,6 +111,36 @@ def test_colab_cell_does_nothing_outside_colab_and_explains_itself_on_colab(monk
                    for part in cmd)
 
 
+def test_every_chapter_has_the_colab_cell_and_its_quiz():
+    import chapter_cells
+
+    assert chapter_cells.main(["--check"]) == 0, "run `python scripts/chapter_cells.py`"
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text())
+        ids = [c.get("id") for c in nb["cells"]]
+        quiz_cell = nb["cells"][ids.index(chapter_cells.QUIZ_ID)]
+        shown = {k for out in quiz_cell["outputs"] for k in out.get("data", {})}
+        assert {"text/html", "application/vnd.jupyter.widget-view+json"} <= shown, path.name
+        after = "".join("".join(c["source"]) for c in nb["cells"][ids.index(chapter_cells.QUIZ_ID) + 1:])
+        assert 'check("' not in after, f"{path.name}: an exercise comes after the quiz"
+
+
+def test_quiz_position_is_after_the_last_exercise_and_its_note():
+    import chapter_cells
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## Exercises"), nbformat.v4.new_code_cell('check("04.1", a)'),
+                nbformat.v4.new_markdown_cell("**Going further** try it"), nbformat.v4.new_code_cell("summary"),
+                nbformat.v4.new_markdown_cell("## Summary")]
+    assert chapter_cells.quiz_position(nb) == 3
+    nb.cells = nb.cells[:2] + nb.cells[3:]
+    assert chapter_cells.quiz_position(nb) == 2
+    nb.cells = [nbformat.v4.new_markdown_cell("no exercises")]
+    with pytest.raises(ValueError, match="no exercise check cell"):
+        chapter_cells.quiz_position(nb)
+
+
 def test_instructor_tables_are_current_and_list_every_chapter():
     import instructor_guide
 

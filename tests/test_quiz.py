@@ -81,3 +81,10 @@ def test_text_version_has_no_answers():
     for q in quiz.questions("03"):
         assert q.why not in text
     assert not math.isnan(len(text))
+
+
+def test_html_version_lists_every_question_without_answers():
+    html = quiz.as_html("03")
+    for q in quiz.questions("03"):
+        assert q.id in html and q.why not in html
+    assert html.count("<li>") >= sum(len(q.options) for q in quiz.questions("03"))

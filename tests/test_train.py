@@ -357,3 +357,37 @@ def test_bucket_by_length_groups_similar_lengths(split):
     plain.collate = lambda xs: xs
     spread_plain = np.mean([max(map(len, b)) - min(map(len, b)) for b in plain.batches(0)])
     assert spread < spread_plain / 2                         # similar lengths share a batch
+
+
+# --------------------------------------------------------------------------- the fast path (fit_or_reuse)
+def test_fit_or_reuse_trains_saves_and_reloads_the_whole_run(split, tmp_path, monkeypatch, capsys):
+    from course_lib.train import fit_or_reuse
+
+    first = _trainer(split, epochs=2)
+    fit_or_reuse(first, "toy-gru", reuse=True, folder=tmp_path)      # nothing saved yet: trains
+    assert not first.reused and "no saved run" in capsys.readouterr().out
+    assert (tmp_path / "toy-gru" / "final").is_dir() and first.step > 0
+
+    second = _trainer(split, epochs=2)
+    monkeypatch.setattr(Trainer, "fit", lambda self, **kw: pytest.fail("reuse=True must not train"))
+    history = fit_or_reuse(second, "toy-gru", reuse=True, folder=tmp_path)
+    assert second.reused and "reused the run" in capsys.readouterr().out
+    for name, value in _params(first.model).items():
+        torch.testing.assert_close(second.model.state_dict()[name], value, rtol=0, atol=0)
+    assert (second.step, second.epoch, second.train_seconds) == (first.step, first.epoch, first.train_seconds)
+    assert history.epochs == first.history.epochs and history.steps["loss"] == first.history.steps["loss"]
+    assert second.evaluate("test") == first.evaluate("test")
+
+
+def test_fit_or_reuse_refuses_a_run_made_with_other_settings(split, tmp_path, capsys):
+    from course_lib.train import fit_or_reuse
+
+    fit_or_reuse(_trainer(split, epochs=1), "toy", folder=tmp_path)       # reuse=False: trains and saves
+    other = _trainer(split, epochs=1, lr=5e-3)
+    fit_or_reuse(other, "toy", reuse=True, folder=tmp_path)
+    assert not other.reused and "other settings (config)" in capsys.readouterr().out
+    plain = _trainer(split, epochs=1)
+    fit_or_reuse(plain, "toy", reuse=False, folder=tmp_path)               # the default always trains
+    assert not plain.reused and plain.step > 0
+    with pytest.raises(ValueError, match="letters, digits"):
+        fit_or_reuse(plain, "../escape", folder=tmp_path)

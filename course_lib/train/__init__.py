@@ -52,6 +52,8 @@ Then::
   with ``factor(step)`` and ``values(peak_lr)``.
 * Batches (:mod:`.batches`): :class:`SequenceCollator` (next-item batches ``input_ids`` /
   ``labels``, plus the negatives of the "bce" and "sampled" losses).
+* The fast path (:mod:`.reuse`): ``fit_or_reuse(trainer, key, reuse=REUSE_TRAINED)`` trains and
+  saves the run under ``build/trained/key``, or reloads a saved run with the same settings.
 * Search (:mod:`.search`): ``grid_search(objective, grid)``, ``random_search(objective,
   space, n_trials)``, ``tpe_search(objective, space, n_trials)`` (optuna) over
   ``Uniform`` / ``LogUniform`` / ``Choice``; each returns a :class:`SearchResult` with
@@ -62,6 +64,7 @@ from __future__ import annotations
 
 from .batches import LOSSES, SequenceCollator, move_to
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from .reuse import fit_or_reuse, trained_dir
 from .schedules import SCHEDULES, LRSchedule, warmup_steps_from
 from .search import Choice, LogUniform, SearchResult, Uniform, grid_search, random_search, tpe_search
 from .trainer import PRECISIONS, History, TrainConfig, Trainer, bf16_supported
@@ -69,6 +72,6 @@ from .trainer import PRECISIONS, History, TrainConfig, Trainer, bf16_supported
 __all__ = [
     "CheckpointError", "Choice", "History", "LOSSES", "LRSchedule", "LogUniform", "PRECISIONS",
     "SCHEDULES", "SearchResult", "SequenceCollator", "TrainConfig", "Trainer", "Uniform",
-    "bf16_supported", "grid_search", "load_checkpoint", "move_to", "random_search",
-    "read_checkpoint", "save_checkpoint", "tpe_search", "warmup_steps_from",
+    "bf16_supported", "fit_or_reuse", "grid_search", "load_checkpoint", "move_to", "random_search",
+    "read_checkpoint", "save_checkpoint", "tpe_search", "trained_dir", "warmup_steps_from",
 ]

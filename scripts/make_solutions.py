@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "solutions"
 sys.path.insert(0, str(ROOT))
 
-from course_lib import exercises as E  # noqa: E402
+from course_lib import exercises as E
 
 
 def _absolute(module_name: str, node: ast.ImportFrom) -> str | None:

@@ -361,7 +361,8 @@ def test_fused_path_keeps_linear_memory_for_backward(lead):
     for T in (128, 256):
         q, k, v = (torch.randn(*lead, T, 32, requires_grad=True) for _ in range(3))
         for fast in (False, True):
-            saved[(T, fast)] = _saved_bytes(lambda: scaled_dot_product_attention(q, k, v, fast=fast))
+            saved[(T, fast)] = _saved_bytes(
+                lambda q=q, k=k, v=v, fast=fast: scaled_dot_product_attention(q, k, v, fast=fast))
     assert saved[(256, True)] / saved[(128, True)] == pytest.approx(2.0, rel=0.05)
     assert saved[(256, False)] / saved[(128, False)] > 2.5
     n_weights = math.prod(lead) * 256 * 256 * 4

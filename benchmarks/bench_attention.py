@@ -32,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course_lib.attention import scaled_dot_product_attention  # noqa: E402
+from course_lib.attention import scaled_dot_product_attention
 
 OUT = ROOT / "benchmarks" / "results" / "attention.json"
 

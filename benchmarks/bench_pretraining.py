@@ -88,7 +88,7 @@ def _runner(split, arch: str, model_kw: dict, masked_only: bool, trim: bool, bat
         model = BERT4Rec.for_items(split.n_items, **model_kw)
         collate = MaskedItemCollator(split.n_items, model_kw["max_len"], mask_prob=0.2, last_item_prob=0.1,
                                      trim=trim, seed=0)
-        loss_fn = lambda m, b: m.mlm_loss(b["input_ids"], b["labels"], masked_only=masked_only)  # noqa: E731
+        loss_fn = lambda m, b: m.mlm_loss(b["input_ids"], b["labels"], masked_only=masked_only)
     else:
         model = GPTRec.for_items(split.n_items, **model_kw)
         collate = NextItemCollator(split.n_items, model_kw["max_len"], trim=trim, seed=0)

@@ -168,7 +168,8 @@ def _rec_array(recommended: Lists) -> np.ndarray:
     return rec.astype(np.int64)
 
 
-def popularity_bias(recommended: Lists, item_popularity: ArrayLike, *, fractions: Sequence[float] = (0.01, 0.1)) -> dict[str, float]:  # noqa: E501
+def popularity_bias(recommended: Lists, item_popularity: ArrayLike, *,
+                    fractions: Sequence[float] = (0.01, 0.1)) -> dict[str, float]:
     """How much of what a model recommends comes from the head of the popularity curve.
 
     Items ``1..n_items`` are ranked by ``item_popularity`` (training counts, index 0 =
@@ -278,9 +279,9 @@ def label_vectors(items: "pd.DataFrame | Sequence[str]", column: str | None = No
 
 
 # --------------------------------------------------------------------------- re-ranking
-def candidates(model: "Scorer | ScoreFn | np.ndarray | torch.Tensor", split: LeaveOneOutSplit, stage: Literal["valid", "test"] = "test", *,  # noqa: E501
-               n: int = 100, users: Sequence[int] | None = None, batch_size: int = 1024,
-               max_len: int = 200) -> tuple[np.ndarray, np.ndarray]:
+def candidates(model: "Scorer | ScoreFn | np.ndarray | torch.Tensor", split: LeaveOneOutSplit,
+               stage: Literal["valid", "test"] = "test", *, n: int = 100, users: Sequence[int] | None = None,
+               batch_size: int = 1024, max_len: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """Each user's top-``n`` items (seen items and padding masked) and their scores: the re-rankers' input.
 
     Args:
@@ -332,7 +333,8 @@ def _minmax_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.ones_like(x))
 
 
-def mmr_rerank(items: Lists, relevance: "np.ndarray | torch.Tensor", item_vectors: "np.ndarray | torch.Tensor", k: int, lam: float, *, batch_size: int = 1024) -> np.ndarray:  # noqa: E501
+def mmr_rerank(items: Lists, relevance: "np.ndarray | torch.Tensor", item_vectors: "np.ndarray | torch.Tensor",
+               k: int, lam: float, *, batch_size: int = 1024) -> np.ndarray:
     """Maximal marginal relevance: pick a list that is relevant *and* varied.
 
     Greedy: start from an empty list ``S``; ``k`` times, add the candidate ``i`` that maximises
@@ -385,8 +387,8 @@ def mmr_rerank(items: Lists, relevance: "np.ndarray | torch.Tensor", item_vector
     return torch.cat(out).numpy()
 
 
-def weighted_rerank(items: Lists, relevance: "np.ndarray | torch.Tensor", objectives: Mapping[str, np.ndarray], weights: Mapping[str, float],  # noqa: E501
-                    k: int) -> np.ndarray:
+def weighted_rerank(items: Lists, relevance: "np.ndarray | torch.Tensor", objectives: Mapping[str, np.ndarray],
+                    weights: Mapping[str, float], k: int) -> np.ndarray:
     """Re-rank by a weighted sum of objectives: ``(1 - Σw) · rel(i) + Σ_o w_o · o(i)``.
 
     ``rel`` is the model's score min-max scaled over each user's candidates; every per-item
@@ -423,7 +425,8 @@ def weighted_rerank(items: Lists, relevance: "np.ndarray | torch.Tensor", object
     return np.take_along_axis(cand, order, axis=1)
 
 
-def pareto_front(points: "Sequence[Sequence[float]] | np.ndarray", maximize: bool | Sequence[bool] = True) -> np.ndarray:  # noqa: E501
+def pareto_front(points: "Sequence[Sequence[float]] | np.ndarray",
+                 maximize: bool | Sequence[bool] = True) -> np.ndarray:
     """``(P,)`` boolean mask of the non-dominated points.
 
     A point is dominated when another is at least as good on every objective and strictly

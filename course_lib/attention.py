@@ -104,7 +104,8 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
     try:
         lead = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2])
     except RuntimeError:
-        raise ValueError(f"the leading dimensions of q {tuple(q.shape)} and k {tuple(k.shape)} do not broadcast") from None  # noqa: E501
+        raise ValueError(f"the leading dimensions of q {tuple(q.shape)} and k {tuple(k.shape)} "
+                         "do not broadcast") from None
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
             got = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
@@ -186,7 +187,8 @@ def scaled_dot_product_attention(
         weights = weights.masked_fill(~mask, 0.0)                   # fully masked rows become all zeros
     if dropout_p > 0.0:
         weights = F.dropout(weights, p=dropout_p, training=True)
-    out = weights @ v                                               # (..., T_q, T_k) x (..., T_k, d_v) -> (..., T_q, d_v)  # noqa: E501
+    # (..., T_q, T_k) x (..., T_k, d_v) -> (..., T_q, d_v)
+    out = weights @ v
     return out, weights
 
 
@@ -317,7 +319,8 @@ class MultiHeadAttention(nn.Module):
     def load_torch_weights(self, mha: nn.MultiheadAttention) -> "MultiHeadAttention":
         """Copy the weights of a ``torch.nn.MultiheadAttention`` of the same size (to compare)."""
         if mha.embed_dim != self.d_model or mha.num_heads != self.n_heads or not mha._qkv_same_embed_dim:
-            raise ValueError("the torch module must have the same embed_dim and num_heads, with kdim = vdim = embed_dim")  # noqa: E501
+            raise ValueError("the torch module must have the same embed_dim and num_heads, "
+                             "with kdim = vdim = embed_dim")
         for proj, w in zip((self.q_proj, self.k_proj, self.v_proj), mha.in_proj_weight.chunk(3)):
             proj.weight.copy_(w)
         self.out_proj.weight.copy_(mha.out_proj.weight)
@@ -344,7 +347,8 @@ class FeedForward(nn.Module):
         self.fc2 = nn.Linear(d_ff, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.drop(self.act(self.fc1(x))))                          # (B, T, d) -> (B, T, d_ff) -> (B, T, d)  # noqa: E501
+        # (B, T, d) -> (B, T, d_ff) -> (B, T, d)
+        return self.fc2(self.drop(self.act(self.fc1(x))))
 
 
 class TransformerBlock(nn.Module):

@@ -210,7 +210,8 @@ class BaselineModel:
 
         path = Path(directory)
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} has no config.json; save the model with model.save_pretrained({str(path)!r})")  # noqa: E501
+            raise FileNotFoundError(f"{path} has no config.json; "
+                                    f"save the model with model.save_pretrained({str(path)!r})")
         doc = json.loads((path / "config.json").read_text())
         klass = _BASELINES.get(doc.get("model_type", ""))
         if klass is None:
@@ -393,7 +394,9 @@ def cosine_similarity_topk(X: sp.csr_matrix, k: int | None, *, shrink: float = 0
             v = sims[r, c]
             c = c + start
         keep = v > 0
-        rows_out.append(r[keep]); cols_out.append(c[keep]); vals_out.append(v[keep].astype(np.float32))  # noqa: E702
+        rows_out.append(r[keep])
+        cols_out.append(c[keep])
+        vals_out.append(v[keep].astype(np.float32))
     S = sp.csr_matrix((np.concatenate(vals_out), (np.concatenate(rows_out), np.concatenate(cols_out))),
                       shape=(n, n), dtype=np.float32)
     return S
@@ -663,7 +666,8 @@ class TfidfContent(BaselineModel):
         return {"columns": self.columns, **{k: v for k, v in self.tfidf.items() if k != "stop_words"}}
 
     def _init_kwargs(self) -> dict[str, Any]:
-        return {"columns": self.columns, **{k: v for k, v in self.tfidf.items() if isinstance(v, (str, int, float, bool, type(None)))}}  # noqa: E501
+        plain = (str, int, float, bool, type(None))
+        return {"columns": self.columns, **{k: v for k, v in self.tfidf.items() if isinstance(v, plain)}}
 
     def fit(self, data: LeaveOneOutSplit | sp.spmatrix | np.ndarray, *, include_valid: bool = False,
             items: pd.DataFrame | Sequence[str] | None = None) -> "TfidfContent":

@@ -57,7 +57,8 @@ def _as_model(model: Model, split: LeaveOneOutSplit) -> "ScoreFn | torch.Tensor 
     try:
         return as_score_fn(model)
     except NotAScorerError as err:
-        raise NotAScorerError(f"{err}; evaluate also takes a score matrix or a callable score_fn(users, histories)") from None  # noqa: E501
+        raise NotAScorerError(f"{err}; evaluate also takes a score matrix "
+                              "or a callable score_fn(users, histories)") from None
 
 
 def _batch_scores(model, users: torch.Tensor, histories: torch.Tensor, n_cols: int,
@@ -87,7 +88,9 @@ def _mask_seen(scores: torch.Tensor, seen_indptr: np.ndarray, seen_indices: np.n
     counts = ends - starts
     rows = np.repeat(np.arange(len(users)), counts)
     cols = np.concatenate([seen_indices[s:e] for s, e in zip(starts, ends)]) if counts.sum() else np.zeros(0, np.int64)
-    scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols.astype(np.int64)).to(scores.device)] = -torch.inf  # noqa: E501
+    rows_t = torch.from_numpy(rows).to(scores.device)
+    cols_t = torch.from_numpy(cols.astype(np.int64)).to(scores.device)
+    scores[rows_t, cols_t] = -torch.inf
     scores[:, PAD] = -torch.inf
 
 
@@ -147,6 +150,12 @@ def _iterate(model, split, stage, *, k, users, batch_size, max_len, mask_seen, d
             scores[:, PAD] = -torch.inf
         top = torch.topk(scores, k, dim=1).indices.cpu().numpy()
         yield batch, top, targets_all[batch]
+
+
+def _by_k_then_metric(item: tuple[str, np.ndarray]) -> tuple[int, int]:
+    """Sort key of a ``("ndcg@10", values)`` pair: by k, then in the order of ``METRICS``."""
+    metric_k = item[0].split("@")
+    return int(metric_k[1]), METRICS.index(metric_k[0])
 
 
 def _metrics_from_positions(pos: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
@@ -215,7 +224,7 @@ def evaluate(
             warnings.warn(f"{int(repeat.sum())} user(s) have their target among the items they have "
                           "seen; masking seen items makes those targets unreachable", stacklevel=2)
     per = _metrics_from_positions(pos, ks)
-    result = {name: float(values.mean()) for name, values in sorted(per.items(), key=lambda kv: (int(kv[0].split("@")[1]), METRICS.index(kv[0].split("@")[0])))}  # noqa: E501
+    result = {name: float(values.mean()) for name, values in sorted(per.items(), key=_by_k_then_metric)}
     if not per_user:
         return result
     frame = pd.DataFrame({"user": np.concatenate(all_users), "target": np.concatenate(all_targets),
@@ -238,10 +247,10 @@ def evaluate_sampled(
 ) -> dict[str, float]:
     """Sampled metrics: rank the target among ``n_negatives`` items the user has not seen.
 
-    ``model`` is anything :func:`evaluate` takes. Only for comparing with papers that used this protocol. Ties between the target and a
-    negative count against the target (a constant model scores 0, not 1). Negatives are
-    drawn with ``seed``, so the same call gives the same numbers.
-    """  # noqa: E501
+    ``model`` is anything :func:`evaluate` takes. Only for comparing with papers that used this
+    protocol. Ties between the target and a negative count against the target (a constant model
+    scores 0, not 1). Negatives are drawn with ``seed``, so the same call gives the same numbers.
+    """
     ks = _check_ks(ks)
     if max(ks) > n_negatives + 1:
         raise ValueError(f"k={max(ks)} exceeds the {n_negatives + 1} candidates per user")

@@ -69,7 +69,8 @@ def _reduce(values: np.ndarray, per_user: bool) -> float | np.ndarray:
 
 
 # --------------------------------------------------------------------------- ranking
-def hit_rate_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False) -> float | np.ndarray:  # noqa: E501
+def hit_rate_at_k(recommended: Recommended, relevant: Relevant, k: int, *,
+                  per_user: bool = False) -> float | np.ndarray:
     """Hit rate: ``HR@k = 1[hits@k > 0]``, averaged over users.
 
     With one relevant item per user (leave-one-out) it equals recall@k.
@@ -78,7 +79,8 @@ def hit_rate_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_u
     return _reduce((rel.sum(axis=1) > 0).astype(float), per_user)
 
 
-def precision_at_k(recommended: Recommended, relevant: Relevant, k: int, *, per_user: bool = False) -> float | np.ndarray:  # noqa: E501
+def precision_at_k(recommended: Recommended, relevant: Relevant, k: int, *,
+                   per_user: bool = False) -> float | np.ndarray:
     """Precision: ``P@k = hits@k / k`` (divided by k even when a list is shorter)."""
     rel, _ = _relevance_matrix(recommended, relevant, k)
     return _reduce(rel.sum(axis=1) / k, per_user)

@@ -40,8 +40,8 @@ from .data.protocol import PAD
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], "torch.Tensor | np.ndarray"]
 
-__all__ = ["NotAScorerError", "PAD", "ScoreFn", "Scorer", "ScorerMixin", "as_score_fn", "check_histories", "check_users",  # noqa: E501
-           "mask_padding"]
+__all__ = ["NotAScorerError", "PAD", "ScoreFn", "Scorer", "ScorerMixin", "as_score_fn", "check_histories",
+           "check_users", "mask_padding"]
 
 
 class NotAScorerError(TypeError, ValueError):

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "solutions"
 sys.path.insert(0, str(ROOT))
 
-from course_lib import exercises as E  # noqa: E402
+from course_lib import exercises as E
 
 
 def _absolute(module_name: str, node: ast.ImportFrom) -> str | None:
@@ -96,7 +96,7 @@ def solution_code(ex: E.Exercise) -> tuple[str, str]:
             continue
         wanted[fn.__name__] = fn
         order.append(fn)
-        for name in _names_used(fn):
+        for name in sorted(_names_used(fn)):                           # sorted: the same order in every run
             obj = getattr(module, name, None)
             if inspect.isfunction(obj) and obj.__module__ == module.__name__ and name not in wanted:
                 todo.append(obj)

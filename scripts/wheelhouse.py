@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from preflight import pinned_requirements  # noqa: E402
+from preflight import pinned_requirements
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_TOOLS = ["setuptools>=68", "wheel"]

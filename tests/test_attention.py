@@ -155,9 +155,9 @@ def test_gradcheck_float64(fast):
     mask = torch.tensor([[True, False, True, True], [False, False, False, False], [True, True, True, False]])
     for t in (q, k, v):
         t.requires_grad_(True)
-    fn = lambda q_, k_, v_: scaled_dot_product_attention(q_, k_, v_, mask, fast=fast)[0]  # noqa: E731
+    fn = lambda q_, k_, v_: scaled_dot_product_attention(q_, k_, v_, mask, fast=fast)[0]
     assert torch.autograd.gradcheck(fn, (q, k, v), eps=1e-6, atol=1e-5)
-    fn_nomask = lambda q_, k_, v_: scaled_dot_product_attention(q_, k_, v_, fast=fast)[0]  # noqa: E731
+    fn_nomask = lambda q_, k_, v_: scaled_dot_product_attention(q_, k_, v_, fast=fast)[0]
     assert torch.autograd.gradcheck(fn_nomask, (q, k, v), eps=1e-6, atol=1e-5)
 
 
@@ -361,7 +361,8 @@ def test_fused_path_keeps_linear_memory_for_backward(lead):
     for T in (128, 256):
         q, k, v = (torch.randn(*lead, T, 32, requires_grad=True) for _ in range(3))
         for fast in (False, True):
-            saved[(T, fast)] = _saved_bytes(lambda: scaled_dot_product_attention(q, k, v, fast=fast))  # noqa: B023
+            saved[(T, fast)] = _saved_bytes(
+                lambda q=q, k=k, v=v, fast=fast: scaled_dot_product_attention(q, k, v, fast=fast))
     assert saved[(256, True)] / saved[(128, True)] == pytest.approx(2.0, rel=0.05)
     assert saved[(256, False)] / saved[(128, False)] > 2.5
     n_weights = math.prod(lead) * 256 * 256 * 4

@@ -52,7 +52,8 @@ def tiny_split():
     t = 0
     for u, seq in enumerate([[1, 2, 3, 1], [2, 3, 1], [3, 1, 2], [4, 5, 4], [5, 4, 5], [1, 2, 4, 5]]):
         for item in dict.fromkeys(seq):
-            rows.append((u, item, t)); t += 1  # noqa: E702
+            rows.append((u, item, t))
+            t += 1
     # extra interactions so that every user has >= 3 distinct items
     extra = {0: [4], 3: [1], 4: [2]}
     for u, items in extra.items():

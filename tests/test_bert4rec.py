@@ -131,7 +131,8 @@ def test_score_is_the_prediction_at_an_appended_mask(model):
     # the width of the padded input does not matter, nor does history older than max_len - 1
     torch.testing.assert_close(model.score(pad_sequences([[3, 4, 5], [7]], 30)), scores)
     long = list(range(1, 30))
-    torch.testing.assert_close(model.score(pad_sequences([long], 40)), model.score(pad_sequences([long[-(MAX_LEN - 1):]], 40)))  # noqa: E501
+    torch.testing.assert_close(model.score(pad_sequences([long], 40)),
+                               model.score(pad_sequences([long[-(MAX_LEN - 1):]], 40)))
 
 
 def test_encoder_is_bidirectional(model):
@@ -184,7 +185,7 @@ def test_learns_a_planted_order_and_plugs_into_the_evaluator():
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     before = evaluate(model.score_fn, split, "test", ks=(1,), max_len=12, device="cpu")["HR@1"]
     model.train()
-    for step in range(600):  # noqa: B007
+    for _ in range(600):
         idx = rng.choice(split.n_users, 32)
         loss = model.training_loss(collate([split.history("test")[i] for i in idx]))
         opt.zero_grad()
@@ -292,7 +293,7 @@ def test_sub_catalogue_scores_are_the_parent_columns(text_dim):
         model.sub_catalogue([0, 3])
 
 
-# ------------------------------------------------------------------ speed options: trimmed batches, attention dropout, freezing  # noqa: E501
+# ------------------------------------------------------------------ speed: trimmed batches, attention dropout, freezing
 def test_trimmed_batches_give_the_same_loss_and_scores(model):
     """Dropping all-padding columns changes nothing: positions are counted from the right."""
     seqs = [s[:5] for s in _seqs(12, seed=5)]                          # short histories: most columns are padding

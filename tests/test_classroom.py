@@ -12,8 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import preflight  # noqa: E402
-import wheelhouse  # noqa: E402
+import preflight
+import wheelhouse
 
 
 def test_pins_are_read_from_pyproject():

@@ -85,7 +85,10 @@ def test_block_seen_items_processor():
     ids = torch.tensor([[4, 4], [2, 1], [0, 3], [0, 0]])      # batch 2 × 2 beams
     out = proc(ids, torch.zeros(4, 6))
     blocked = torch.isinf(out)
-    want = torch.tensor([[1, 1, 0, 0, 1, 1], [1, 1, 1, 0, 0, 1], [1, 0, 1, 1, 0, 1], [1, 0, 1, 1, 0, 1]], dtype=torch.bool)  # noqa: E501
+    want = torch.tensor([[1, 1, 0, 0, 1, 1],
+                         [1, 1, 1, 0, 0, 1],
+                         [1, 0, 1, 1, 0, 1],
+                         [1, 0, 1, 1, 0, 1]], dtype=torch.bool)
     assert torch.equal(blocked, want)
     with pytest.raises(ValueError, match="divide"):
         proc(torch.zeros(3, 1, dtype=torch.long), torch.zeros(3, 6))

@@ -58,7 +58,7 @@ def test_sgns_loss_matches_numpy():
     torch.nn.init.normal_(model.center.weight)
     c, o, neg = torch.tensor([1, 2]), torch.tensor([3, 4]), torch.tensor([[5, 6, 1], [2, 3, 6]])
     U, V = model.center.weight.detach().numpy(), model.context.weight.detach().numpy()
-    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    sig = lambda x: 1 / (1 + np.exp(-x))
     per_pair = [-np.log(sig(U[ci] @ V[oi])) - sum(np.log(sig(-U[ci] @ V[ni])) for ni in nn)
                 for ci, oi, nn in zip(c.tolist(), o.tolist(), neg.tolist())]
     assert model.loss(c, o, neg).item() == pytest.approx(np.mean(per_pair), rel=1e-5)

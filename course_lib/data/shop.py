@@ -190,7 +190,8 @@ CATALOGUE: tuple[CategorySpec, ...] = (
           (("Clear", "Matte Black", "Navy", "Rose", "Olive"),), fits=("smartphone", "foldable phone", "rugged phone")),
         P("screen protector", 12, 2, (
             "{9H|tempered} glass that resists scratches", "an oleophobic coating against fingerprints",
-            "bubble-free installation with an alignment frame", "full edge-to-edge coverage", "a lifetime replacement promise"),  # noqa: E501
+            "bubble-free installation with an alignment frame", "full edge-to-edge coverage",
+            "a lifetime replacement promise"),
           (("1-Pack", "2-Pack", "3-Pack"),), fits=("smartphone", "foldable phone", "rugged phone")),
         P("phone charger", 25, 2, (
             "USB-C Power Delivery", "a compact foldable plug", "overheat and surge protection",
@@ -294,8 +295,8 @@ CATALOGUE: tuple[CategorySpec, ...] = (
         "Compatible with most popular cameras.",
     ), (
         P("memory card", 24, 2, (
-            "plenty of storage for photos and video", "read speeds up to {170|200|300} MB/s", "a V30 rating for 4K video",  # noqa: E501
-            "a shockproof, waterproof design"),
+            "plenty of storage for photos and video", "read speeds up to {170|200|300} MB/s",
+            "a V30 rating for 4K video", "a shockproof, waterproof design"),
           (("64 GB", "128 GB", "256 GB"), ("SDXC", "microSDXC"))),
         P("tripod", 59, 2, (
             "legs that extend to {150|165} cm", "a ball head with a quick-release plate",

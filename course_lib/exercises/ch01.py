@@ -41,12 +41,14 @@ def _recall(recommended: Sequence, relevant: Sequence, k: int) -> float:
                    ([12, 7, 3, 25, 9], {7, 9, 40}, 5)],
     wrong_answers=lambda: [
         ("precision: divided by k", lambda rec, rel, k: sum(1 for i in list(rec)[:k] if i in set(rel)) / k),
-        ("all recommended items, not the first k", lambda rec, rel, k: sum(1 for i in rec if i in set(rel)) / len(set(rel))),  # noqa: E501
+        ("all recommended items, not the first k",
+         lambda rec, rel, k: sum(1 for i in rec if i in set(rel)) / len(set(rel))),
         ("divided by min(k, |relevant|)", lambda rec, rel, k: sum(1 for i in list(rec)[:k] if i in set(rel))
          / min(k, len(set(rel)))),
         ("the first k - 1 items (off by one)", lambda rec, rel, k: sum(1 for i in list(rec)[:k - 1] if i in set(rel))
          / len(set(rel))),
-        ("hit rate: 1 if any relevant item is found", lambda rec, rel, k: float(any(i in set(rel) for i in list(rec)[:k]))),  # noqa: E501
+        ("hit rate: 1 if any relevant item is found",
+         lambda rec, rel, k: float(any(i in set(rel) for i in list(rec)[:k]))),
         ("the count of hits, not the share", lambda rec, rel, k: float(sum(1 for i in list(rec)[:k] if i in set(rel)))),
     ],
 )
@@ -83,7 +85,8 @@ def _wrong_01_2(split: LeaveOneOutSplit, grid: Sequence[float]) -> list[tuple[st
     out.append(("the best validation NDCG@10 instead of the λ that gives it", float(valid[best])))
     out.append(("the λ with the lowest validation NDCG@10", float(min(valid, key=valid.get))))
     test = _ease_ndcg(split, grid, "test")
-    out.append(("the λ chosen on the test stage (tuning on the exam)", float(max(test, key=lambda lam: (test[lam], -lam)))))  # noqa: E501
+    best_on_test = max(test, key=lambda lam: (test[lam], -lam))
+    out.append(("the λ chosen on the test stage (tuning on the exam)", float(best_on_test)))
     return out
 
 

@@ -93,8 +93,8 @@ def full_ce_reference():
     "min(len(s) - 1, max_len) targets per user; sum over split.train",
     example_context=lambda: {"split": _toy_split(), "max_len": 20},
     wrong_answers=lambda split, max_len: [
-        ("min(len(s), max_len): the sequence's own length, not its targets", int(sum(min(len(s), int(max_len))
-                                                                                    for s in split.train if len(s) >= 2))),  # noqa: E501
+        ("min(len(s), max_len): the sequence's own length, not its targets",
+         int(sum(min(len(s), int(max_len)) for s in split.train if len(s) >= 2))),
         ("no cut at max_len", int(sum(len(s) - 1 for s in split.train))),
         ("cut at max_len - 1", int(sum(min(len(s) - 1, int(max_len) - 1) for s in split.train if len(s) >= 2))),
         ("the training interactions, len(s) summed", int(sum(len(s) for s in split.train))),

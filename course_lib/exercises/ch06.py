@@ -70,7 +70,8 @@ def _hr5_wrong_answers(lists, targets) -> list[tuple[str, object]]:
 @register(
     "06.2",
     "HR@5 of the greedy lists that generate() wrote: the share of users whose test item is among the first 5",
-    "keep the first 5 columns and compare each row with its target: (lists[:, :5] == targets[:, None]).any(axis=1).mean()",  # noqa: E501
+    "keep the first 5 columns and compare each row with its target: "
+    "(lists[:, :5] == targets[:, None]).any(axis=1).mean()",
     example_context=_toy_lists,
     wrong_answers=_hr5_wrong_answers,
 )
@@ -125,8 +126,10 @@ def _neighbour_wrong_answers(**_) -> list[tuple[str, object]]:
 
 @register(
     "06.3",
-    "text_neighbours(vectors, i, k): the k items whose text vectors are most cosine-similar to item i's (not i itself), most similar first",  # noqa: E501
-    "normalise the rows to length 1, take dot products with row i, set row i's own similarity to -inf, argsort descending",  # noqa: E501
+    "text_neighbours(vectors, i, k): the k items whose text vectors are most cosine-similar to item i's "
+    "(not i itself), most similar first",
+    "normalise the rows to length 1, take dot products with row i, set row i's own similarity to -inf, "
+    "argsort descending",
     cases=lambda: _neighbour_cases(),
     wrong_answers=_neighbour_wrong_answers,
 )

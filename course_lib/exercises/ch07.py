@@ -70,7 +70,8 @@ def _recall_wrong_answers(**_) -> list[tuple[str, object]]:
 @register(
     "07.2",
     "recall(approx, exact): mean share of each exact top-k list that the approximate list found",
-    "per row: len(set(approx_row) & set(exact_row)) / k; then the mean over rows (the order inside a list does not matter)",  # noqa: E501
+    "per row: len(set(approx_row) & set(exact_row)) / k; then the mean over rows "
+    "(the order inside a list does not matter)",
     cases=lambda: [([[1, 2, 3]], [[3, 2, 1]]), ([[1, 2, 3], [4, 5, 6]], [[1, 2, 9], [7, 8, 9]]),
                    (np.array([[10, 11], [12, 13], [14, 15]]), np.array([[11, 10], [12, 99], [98, 99]]))],
     wrong_answers=_recall_wrong_answers,

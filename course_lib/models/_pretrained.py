@@ -60,7 +60,8 @@ class PretrainedMixin:
         path = Path(directory)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (path / name).is_file():
-                raise FileNotFoundError(f"{path} has no {name}; save the model with model.save_pretrained({str(path)!r})")  # noqa: E501
+                raise FileNotFoundError(f"{path} has no {name}; "
+                                        f"save the model with model.save_pretrained({str(path)!r})")
         doc = json.loads((path / CONFIG_FILE).read_text())
         kind = doc.pop("model_type", cls.__name__)
         if kind != cls.__name__:

@@ -93,7 +93,8 @@ def bert4rec_config(n_items: int, *, max_len: int = 200, d_model: int | None = N
     if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
         raise ValueError(f"attn_dropout must be in [0, 1) or None, got {attn_dropout}")
     if not 0.0 <= id_dropout < 1.0 or (id_dropout and not text_dim):
-        raise ValueError(f"id_dropout must be in [0, 1) and needs text_dim > 0; got {id_dropout} with text_dim={text_dim}")  # noqa: E501
+        raise ValueError(f"id_dropout must be in [0, 1) and needs text_dim > 0; "
+                         f"got {id_dropout} with text_dim={text_dim}")
     return BertConfig(
         vocab_size=n_items + 2, **hf_kwargs(sizes, "bert"),
         hidden_act="gelu", hidden_dropout_prob=dropout,
@@ -443,7 +444,8 @@ class MaskedItemCollator:
             masked[row, self.rng.choice(cols)] = True
         last_only = self.rng.random(B) < self.last_item_prob
         masked[last_only] = False
-        masked[last_only, T - 1] = True                                        # left padding: last column is the last item  # noqa: E501
+        # left padding: the last column is the last item
+        masked[last_only, T - 1] = True
         labels = np.where(masked, x, IGNORE)
         inputs = x.copy()
         u = self.rng.random((B, T))

@@ -70,8 +70,8 @@ def gpt_rec_config(n_items: int, *, max_len: int = 200, d_model: int | None = No
         raise ValueError(f"attn_dropout must be in [0, 1) or None, got {attn_dropout}")
     bos = n_items + 1
     return GPT2Config(
-        vocab_size=n_items + 2, n_positions=max_len, **hf_kwargs(sizes, "gpt2"), resid_pdrop=dropout, embd_pdrop=dropout,  # noqa: E501
-        attn_pdrop=dropout if attn_dropout is None else attn_dropout,
+        vocab_size=n_items + 2, n_positions=max_len, **hf_kwargs(sizes, "gpt2"),
+        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout if attn_dropout is None else attn_dropout,
         bos_token_id=bos, eos_token_id=bos, pad_token_id=PAD, n_items=n_items,
         attn_implementation=attn_implementation, **extra,
     )

@@ -154,8 +154,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         raise CheckpointError(f"checkpoint {path}: {STATE_FILE} is not valid JSON ({err}); the checkpoint "
                               "is corrupt — delete it and resume from another one or train again") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path}: unknown format {doc.get('format') if isinstance(doc, dict) else None!r}, "  # noqa: E501
-                              f"expected {FORMAT!r}")
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise CheckpointError(f"checkpoint {path}: unknown format {found!r}, expected {FORMAT!r}")
     for name in (MODEL_FILE, TRAINING_FILE):
         want = doc.get("sha256", {}).get(name)
         got = _sha256(path / name)

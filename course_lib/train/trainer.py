@@ -58,8 +58,8 @@ class TrainConfig:
     where the device runs it natively), ``max_steps`` and ``time_budget_s`` (stop early,
     seconds of training, validation excluded), ``schedule_unit`` (``"steps"``, or ``"time"``: the
     schedule runs over ``time_budget_s`` — warm-up and decay end when the budget does, whatever
-    the machine's speed; not bit-for-bit reproducible), ``drop_last``, ``bucket_by_length`` (batches of examples of similar
-    length: with a trimming collator, less padding to compute on).
+    the machine's speed; not bit-for-bit reproducible), ``drop_last``, ``bucket_by_length``
+    (batches of examples of similar length: with a trimming collator, less padding to compute on).
 
     Validation: ``eval_every`` (epochs; 0 = never), ``eval_every_steps`` (also every that many
     optimizer steps), ``eval_users`` (validate on this many
@@ -70,7 +70,7 @@ class TrainConfig:
     Bookkeeping: ``seed``, ``deterministic``, ``checkpoint_dir`` (``last/`` after every epoch,
     ``best/`` at every improvement), ``progress`` (one tqdm bar), ``log_every`` (one printed
     line every that many epochs; 0 = silent), ``compile`` (``torch.compile`` the model).
-    """  # noqa: E501
+    """
 
     epochs: int = 10
     batch_size: int = 128
@@ -218,8 +218,8 @@ class History:
             ax_val.plot(xs, ys, marker="o", ms=3, label=label)
             if self.best_epoch is not None and x == "epoch":
                 ax_val.axvline(self.best_epoch, ls=":", color="grey", lw=1)
-        ax_val.set(xlabel={"epoch": "epoch", "step": "optimizer step"}.get(x, "training time (s)"), ylabel=f"validation {metric}",  # noqa: E501
-                   title=f"Validation {metric}")
+        xlabel = {"epoch": "epoch", "step": "optimizer step"}.get(x, "training time (s)")
+        ax_val.set(xlabel=xlabel, ylabel=f"validation {metric}", title=f"Validation {metric}")
         if label is not None:
             ax_val.legend(fontsize=8)
         ax_loss.figure.tight_layout()
@@ -231,7 +231,9 @@ class History:
                 "stopped_early": self.stopped_early, "stop_reason": self.stop_reason, "metric": self.metric}
 
     def __repr__(self) -> str:
-        best = f", best {self.metric} {self.best_score:.4f} at epoch {self.best_epoch}" if self.best_score is not None else ""  # noqa: E501
+        best = ""
+        if self.best_score is not None:
+            best = f", best {self.metric} {self.best_score:.4f} at epoch {self.best_epoch}"
         return f"History({len(self.epochs)} epochs, {len(self.steps['loss'])} steps{best})"
 
 
@@ -459,7 +461,8 @@ class Trainer:
                     if stop:
                         break
                 self.epoch = epoch + 1
-                record = {"epoch": self.epoch, "step": self.step, "loss": float(np.mean(losses)) if losses else math.nan,  # noqa: E501
+                record = {"epoch": self.epoch, "step": self.step,
+                          "loss": float(np.mean(losses)) if losses else math.nan,
                           "lr": self.history.steps["lr"][-1] if self.history.steps["lr"] else cfg.lr,
                           "train_s": self.train_seconds}
                 last_epoch = self.epoch == cfg.epochs or bool(stop)

@@ -19,12 +19,12 @@ copyright = "the course authors; code and text MIT, MovieLens under GroupLens' t
 
 extensions = ["myst_nb"]
 nb_execution_mode = "off"          # render the committed outputs; never execute
-nb_output_stderr = "remove-warn"
+nb_output_stderr = "remove-warn"   # keep error-free pages; stderr (progress bars) is noise on the web
 # Widgets (the quizzes, progress bars) have no saved state in a static page: show the HTML or
 # text beside them instead of an empty widget.
 nb_mime_priority_overrides = [
     ("html", "application/vnd.jupyter.widget-view+json", None),
-]   # keep error-free pages; stderr (progress bars) is noise on the web
+]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.header", "misc.highlighting_failure"]

@@ -25,6 +25,7 @@ nb_output_stderr = "remove-warn"   # keep error-free pages; stderr (progress bar
 nb_mime_priority_overrides = [
     ("html", "application/vnd.jupyter.widget-view+json", None),
 ]
+nb_ipywidgets_js = {}              # so no page loads require.js and the widget manager from a CDN
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.header", "misc.highlighting_failure"]
@@ -45,7 +46,8 @@ mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
 mathjax2_config = {
     "tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]],
                 "processRefs": False, "processEnvironments": False},
-    "HTML-CSS": {"availableFonts": ["TeX"], "imageFont": None},
+    # the PyPI copy ships the STIX-Web fonts, not the TeX ones
+    "HTML-CSS": {"availableFonts": [], "webFont": "STIX-Web", "imageFont": None},
 }
 myst_update_mathjax = False        # MyST's update targets MathJax 3's configuration
 

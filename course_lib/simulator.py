@@ -202,7 +202,8 @@ class ShopEnvironment:
         w[:, 0] = 0.0
         for u, hist in enumerate(self._bought):
             w[u, hist] = 0.0
-        share = w / w.sum(axis=1, keepdims=True)
+        total = w.sum(axis=1, keepdims=True)
+        share = w / np.where(total > 0, total, 1.0)        # a user who bought all they like: nothing attracts
         self.attractiveness = (1.0 - np.exp(-self.attraction * self.n_items * share)).astype(np.float32)
 
     # -- truth -----------------------------------------------------------------------

@@ -172,24 +172,39 @@ class ShopEnvironment:
         start = truth["user_taste_start"].reindex(user_ids).to_numpy(float)
         end = truth["user_taste_end"].reindex(user_ids).to_numpy(float)
         drift = float(truth["params"]["drift"])
-        self.taste = (1.0 - drift * at) * start + drift * at * end            # (U, C)
         self.price_sensitivity = truth["user_price_sensitivity"].reindex(user_ids).to_numpy(float)
         self.item_popularity = pop
         self.rel_price = rel_price
-        # the choice weights and attractiveness, (U, N + 1), in float32 to keep them small
-        w = (self.taste[:, np.maximum(self.category, 0)] * pop[None, :]
-             * np.exp(-self.price_sensitivity[:, None] * rel_price[None, :])).astype(np.float32)
-        w[:, 0] = 0.0
-        for u, hist in enumerate(full_histories(split)):  # train + valid + test items: bought already
-            w[u, hist] = 0.0
-        share = w / w.sum(axis=1, keepdims=True)
-        self.attractiveness = (1.0 - np.exp(-self.attraction * self.n_items * share)).astype(np.float32)
+        self._bought = full_histories(split)               # train + valid + test items: bought already
+        self.set_taste((1.0 - drift * at) * start + drift * at * end)        # (U, C)
         ref = float(np.median(self.price[1:]))
         self.cvr = np.minimum(1.0, self.cvr0 * np.where(self.price > 0, self.price / ref, 1.0)
                               ** (-self.price_elasticity))
         self.cvr[0] = 0.0
         log.info("ShopEnvironment: %d users x %d items, mean attractiveness %.4f",
                  self.n_users, self.n_items, float(self.attractiveness[:, 1:].mean()))
+
+    def set_taste(self, taste: np.ndarray) -> None:
+        """Give the users new tastes ``(n_users, n_categories)`` (only each row's proportions matter:
+        the choice weights are normalised per user) and recompute the attractiveness matrix: how
+        drifting tastes are simulated (chapter 10's model updates). Prices, popularity, price
+        sensitivity and what was bought stay as they are."""
+        taste = np.asarray(taste, dtype=np.float64)
+        if taste.ndim != 2 or taste.shape[0] != self.n_users or (hasattr(self, "taste")
+                                                                and taste.shape != self.taste.shape):
+            raise ValueError(f"taste must be (n_users, n_categories); got {taste.shape}")
+        if (taste < 0).any() or (taste.sum(axis=1) <= 0).any():
+            raise ValueError("tastes must be non-negative with a positive total per user")
+        self.taste = taste
+        # the choice weights and attractiveness, (U, N + 1), in float32 to keep them small
+        w = (self.taste[:, np.maximum(self.category, 0)] * self.item_popularity[None, :]
+             * np.exp(-self.price_sensitivity[:, None] * self.rel_price[None, :])).astype(np.float32)
+        w[:, 0] = 0.0
+        for u, hist in enumerate(self._bought):
+            w[u, hist] = 0.0
+        total = w.sum(axis=1, keepdims=True)
+        share = w / np.where(total > 0, total, 1.0)        # a user who bought all they like: nothing attracts
+        self.attractiveness = (1.0 - np.exp(-self.attraction * self.n_items * share)).astype(np.float32)
 
     # -- truth -----------------------------------------------------------------------
     def examination(self, k: int) -> np.ndarray:
@@ -220,19 +235,21 @@ class ShopEnvironment:
         return s
 
     # -- sampling --------------------------------------------------------------------
-    def simulate(self, users: np.ndarray, slates: np.ndarray) -> VisitOutcome:
+    def simulate(self, users: np.ndarray, slates: np.ndarray, rng: np.random.Generator | None = None) -> VisitOutcome:
         """Draw clicks and purchases for ``V`` visits.
 
         Args:
             users: ``(V,)`` internal user ids (a user may visit many times).
             slates: ``(V, k)`` internal item ids in display order (0 = an empty slot).
+            rng: draw with this generator instead of the environment's own (to give each of
+                several policies its own reproducible stream).
 
         Returns:
             A :class:`VisitOutcome` with ``(V, k)`` clicks and purchases and ``(V,)`` revenue.
         """
         users, slates = self._check(users, slates)
         p = self.click_probability(users, slates)
-        u = self.rng.random(p.shape + (2,))
+        u = (self.rng if rng is None else rng).random(p.shape + (2,))
         clicks = (u[..., 0] < p).astype(np.int8)
         purchases = (clicks & (u[..., 1] < self.cvr[slates])).astype(np.int8)
         revenue = (purchases * self.price[slates]).sum(axis=1)
@@ -358,3 +375,29 @@ def offline_online_table(score_fns: dict, split: LeaveOneOutSplit, env: ShopEnvi
 
 
 __all__.append("offline_online_table")
+
+
+def trending_tastes(taste: np.ndarray, n_rounds: int, strength: float, seed: int = 0) -> list[np.ndarray]:
+    """Tastes that drift with a shared trend (a season, a fashion), one ``(U, C)`` array per round.
+
+    Every category ``c`` gets a trend ``g_c ~ N(0, 1)`` (seeded); in round ``r`` of ``n_rounds``
+    each user's taste is re-weighted by ``exp(strength · r / n_rounds · g_c)`` and normalised:
+
+        taste_r[u, c] ∝ taste[u, c] · exp(strength · (r / n_rounds) · g_c),     r = 0 .. n_rounds.
+
+    Round 0 is ``taste`` itself; the categories with ``g_c > 0`` gain share in every user's
+    taste, the others lose, steadily. Users keep their own mix of categories (a category
+    a user never liked stays at 0): the trend moves the population, not the individuals.
+    """
+    if n_rounds < 1 or strength < 0:
+        raise ValueError(f"need n_rounds >= 1 and strength >= 0; got {n_rounds}, {strength}")
+    taste = np.asarray(taste, dtype=np.float64)
+    g = np.random.default_rng(seed).standard_normal(taste.shape[1])
+    out = []
+    for r in range(n_rounds + 1):
+        t = taste * np.exp(strength * r / n_rounds * g)[None, :]
+        out.append(t / t.sum(axis=1, keepdims=True))
+    return out
+
+
+__all__.append("trending_tastes")

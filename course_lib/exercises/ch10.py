@@ -91,3 +91,41 @@ def slate_ctr(attractiveness, position_bias: float) -> float:
     a = np.asarray(attractiveness, float)
     theta = np.arange(1, len(a) + 1, dtype=float) ** (-float(position_bias))
     return float(1 - np.prod(1 - theta * a))
+
+
+def _esmm_context() -> dict:
+    rng = np.random.default_rng(14)
+    n = 400
+    p_ctr = rng.uniform(0.01, 0.3, n)
+    p_cvr = rng.uniform(0.02, 0.4, n)
+    clicks = (rng.random(n) < p_ctr).astype(float)
+    purchases = clicks * (rng.random(n) < p_cvr)
+    return {"p_ctr": p_ctr, "p_cvr": p_cvr, "clicks": clicks, "purchases": purchases}
+
+
+def _bce(p, y) -> float:
+    p = np.clip(np.asarray(p, float), 1e-12, 1 - 1e-12)
+    y = np.asarray(y, float)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+@register(
+    "10.4",
+    "ESMM's training loss on a batch of impressions: the model predicts `p_ctr` and `p_cvr` for every impression; "
+    "the labels are `clicks` and `purchases` (a purchase only after a click)",
+    "loss = BCE(p_ctr, clicks) + BCE(p_ctr × p_cvr, purchases), each the mean over ALL impressions "
+    "(BCE(p, y) = -mean(y log p + (1 - y) log(1 - p))); pCVR is never fitted on the clicked rows alone — "
+    "that is the clicked-only model ESMM replaces",
+    example_context=_esmm_context,
+    rtol=1e-6,
+    wrong_answers=lambda p_ctr, p_cvr, clicks, purchases: [
+        ("the CVR term on the clicked impressions only (the clicked-only model)",
+         _bce(p_ctr, clicks) + _bce(np.asarray(p_cvr)[np.asarray(clicks) > 0],
+                                    np.asarray(purchases)[np.asarray(clicks) > 0])),
+        ("pCVR itself against the purchases (not the product)", _bce(p_ctr, clicks) + _bce(p_cvr, purchases)),
+        ("the click term only", _bce(p_ctr, clicks)),
+        ("the purchase term only", _bce(np.asarray(p_ctr) * np.asarray(p_cvr), purchases)),
+    ],
+)
+def esmm_loss(p_ctr, p_cvr, clicks, purchases) -> float:
+    return _bce(p_ctr, clicks) + _bce(np.asarray(p_ctr, float) * np.asarray(p_cvr, float), purchases)

@@ -25,4 +25,22 @@ QUESTIONS = [
                       "recover the users' true tastes exactly"),
              answer=1, why="It only learns about what it showed; exploration (ε-greedy, Thompson) keeps feeding "
                            "it evidence about the rest."),
+    Question("10.5", "ESMM predicts pCTR and pCVR with two towers on shared embeddings. Which labels and which "
+             "impressions train its CVR tower?",
+             options=("purchases on the clicked impressions only, like a separate CVR model",
+                      "purchases, through the product pCTR × pCVR, on all impressions",
+                      "clicks on all impressions",
+                      "nothing: pCVR is computed as pCTCVR / pCTR after training"),
+             answer=1,
+             why="ESMM fits pCTR to the clicks and pCTCVR = pCTR × pCVR to the purchases, both over the entire "
+                 "impression space, so pCVR is learned where it is used (every candidate) instead of only on the "
+                 "selected, sparse clicked sample; the chapter measures the clicked-only model's bias against the "
+                 "simulator's true conversion probabilities."),
+    Question("10.6", "Tastes drift and a monitor computes the PSI of the clicked categories against the data the "
+             "model last learned from. What does the chapter's drift-triggered strategy do when it crosses 0.1?",
+             options=("retrain from scratch on all data ever logged", "fine-tune the current model on the latest "
+                      "round's log (a warm start)", "roll back to the first model", "nothing until PSI > 1"),
+             answer=1,
+             why="A short warm-start fine-tuning only when the monitor fires; the chapter counts its training steps "
+                 "against a periodic full retraining and a frozen model."),
 ]

@@ -20,6 +20,7 @@ from course_lib.features import (
     shop_item_features,
     time_features,
     training_item_mask,
+    user_group_counts,
 )
 
 
@@ -96,6 +97,40 @@ def test_fitting_a_popularity_feature_on_all_data_leaks(shop_split):
     a = evaluate(np.tile(honest, (U, 1)), shop_split, "test")["HR@10"]
     b = evaluate(np.tile(leaky, (U, 1)), shop_split, "test")["HR@10"]
     assert b > a
+
+
+def test_a_user_profile_fitted_on_all_data_leaks_the_target_category(shop_split):
+    """A per-user category profile counted over the whole log holds exactly one more count per
+    user, in the test item's category (computed here independently, from the raw sequences),
+    and ranking by it (profile share x training popularity) looks better with nothing learned."""
+    from course_lib.domains import item_domains
+
+    doms, names = item_domains(shop_split)
+    honest = user_group_counts(shop_split, doms, "test", fit_on="train")
+    leaky = user_group_counts(shop_split, doms, "test", fit_on="all")
+    U, G = shop_split.n_users, len(names)
+    assert honest.shape == (U, G + 1) and (honest[:, 0] == 0).all()
+    ref = np.zeros((U, G + 1))
+    for u in range(U):
+        for i in list(shop_split.train[u]) + [shop_split.valid[u]]:
+            ref[u, doms[i]] += 1
+    np.testing.assert_array_equal(honest, ref)
+    extra = np.zeros((U, G + 1))
+    extra[np.arange(U), doms[shop_split.test]] = 1
+    np.testing.assert_array_equal(leaky - honest, extra)
+    # at the validation stage the leak holds both held-out items
+    v_extra = user_group_counts(shop_split, doms, "valid", fit_on="all") - user_group_counts(shop_split, doms, "valid")
+    np.testing.assert_array_equal(v_extra.sum(1), np.full(U, 2.0))
+    pop = item_count_feature(shop_split, "test", fit_on="train")
+
+    def ndcg(prof):
+        return evaluate((prof / prof.sum(1, keepdims=True))[:, doms] * pop, shop_split, "test")["NDCG@10"]
+
+    assert ndcg(leaky) > ndcg(honest)
+    with pytest.raises(ValueError, match="fit_on"):
+        user_group_counts(shop_split, doms, fit_on="everything")
+    with pytest.raises(ValueError, match="shape"):
+        user_group_counts(shop_split, doms[:-1])
 
 
 def test_movielens_features():

@@ -52,6 +52,16 @@ def _standardise(train, test):
     "fit on training data only: (test - train.mean()) / train.std(); never use the test values' own statistics",
     cases=lambda: [([1.0, 2.0, 3.0, 4.0], [2.5, 10.0]), ([10.0, 10.5, 9.0], [11.0, 9.0, 100.0]),
                    (np.arange(20.0), np.array([-3.0, 40.0]))],
+    wrong_answers=lambda: [
+        ("the test values' own statistics (the leak)",
+         lambda train, test: (np.asarray(test, float) - np.mean(test)) / np.std(test)),
+        ("statistics of train and test together (fitted on all data)",
+         lambda train, test: (np.asarray(test, float) - np.mean(np.r_[train, test])) / np.std(np.r_[train, test])),
+        ("centred only, not divided by the standard deviation",
+         lambda train, test: np.asarray(test, float) - np.mean(train)),
+        ("the training values standardised instead of the test values",
+         lambda train, test: (np.asarray(train, float) - np.mean(train)) / np.std(train)),
+    ],
 )
 def standardise_reference():
     return _standardise

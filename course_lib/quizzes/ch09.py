@@ -29,4 +29,15 @@ QUESTIONS = [
                       "The user tower"),
              answer=1, why="The item tower maps features and text, which a new item has from day one, into the "
                            "same space as trained items."),
+    Question("09.5", "Counted over the whole log, a global item-popularity feature barely changes a popularity "
+             "ranking, while a per-user category profile counted over the whole log flatters offline NDCG "
+             "clearly. Why the difference?",
+             options=("The profile leak is bigger in total",
+                      "Each held-out purchase adds one count to an item bought dozens of times, the same for every "
+                      "user; in the profile, the user's own test item lands in that user's profile",
+                      "Popularity features cannot leak",
+                      "NDCG ignores popularity"),
+             answer=1, why="Both leaks add exactly one count per held-out purchase; what matters is where it lands. "
+                           "A per-user (or per-session) statistic computed over the whole log tells each user's "
+                           "model about that user's own future."),
 ]

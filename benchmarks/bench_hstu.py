@@ -91,8 +91,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     split = leave_one_out(load_dataset("ml-1m"), min_item_interactions=5)
     runs = {}
-    command = (f".venv/bin/python benchmarks/bench_hstu.py --budget {args.budget:g} --eval-every {args.eval_every}"
-               + (f" --threads {args.threads}" if args.threads else ""))
+    command = (f"OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_hstu.py --budget {args.budget:g} --eval-every {args.eval_every}"
+               + (f" --threads {args.threads}" if args.threads else "") + f" --archs {args.archs}")
     for arch in args.archs.split(","):
         runs[arch] = run(arch, split, args.budget, args.eval_every)
         print(arch, runs[arch]["test"], f"{runs[arch]['steps']} steps", flush=True)

@@ -16,6 +16,7 @@ NDCG@10 0.1893 / HR@10 0.3294; SASRec 0.1603 / 0.2853 in the same table.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -52,11 +53,12 @@ def run(arch: str, split, budget_s: float, eval_every: int, seed: int = 0, max_l
     cfg = TrainConfig(epochs=1000, time_budget_s=budget_s, eval_every=1, eval_every_steps=eval_every, seed=seed,
                       progress=False, log_every=0, **TUNED_TRAIN)
     trainer = Trainer(model, split.train, collate=collate, split=split, config=cfg, device="cpu")
-    load_before, wall0 = os.getloadavg(), time.perf_counter()
+    load_before, wall0, started = os.getloadavg(), time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S")
     history = trainer.fit()
     test = trainer.evaluate("test")
     xs, ys = history.valid_curve("NDCG@10", x="train_s")
-    return {"arch": arch, "parameters": model.num_parameters(), "budget_s": budget_s, "steps": trainer.step,
+    return {"arch": arch, "started": started, "parameters": model.num_parameters(), "budget_s": budget_s,
+            "steps": trainer.step,
             "train_seconds": trainer.train_seconds, "seq_per_s": trainer.step * cfg.batch_size / trainer.train_seconds,
             "wall_seconds_incl_validation": time.perf_counter() - wall0,
             "valid_curve": {"train_s": xs.tolist(), "NDCG@10": ys.tolist()},
@@ -91,16 +93,25 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     split = leave_one_out(load_dataset("ml-1m"), min_item_interactions=5)
     runs = {}
-    command = (f".venv/bin/python benchmarks/bench_hstu.py --budget {args.budget:g} --eval-every {args.eval_every}"
-               + (f" --threads {args.threads}" if args.threads else ""))
+    command = (f"OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_hstu.py --budget {args.budget:g} "
+               f"--eval-every {args.eval_every}"
+               + (f" --threads {args.threads}" if args.threads else "") + f" --archs {args.archs}")
+    section = f"budget {args.budget:g} s"
+    if OUT.exists():      # archs run in separate processes (--archs hstu, --archs sasrec) share one section
+        runs.update(json.loads(OUT.read_text()).get(section, {}).get("runs", {}))
     for arch in args.archs.split(","):
         runs[arch] = run(arch, split, args.budget, args.eval_every)
+        runs[arch]["command"] = command
         print(arch, runs[arch]["test"], f"{runs[arch]['steps']} steps", flush=True)
         doc = {"what": "ML-1M leave-one-out, full ranking; the tuned SASRec recipe for both; equal seconds of "
-                       "training, one model after the other", "command": command,
+                       "training, one model after the other or each in its own process (see each run's command, "
+                       "load and start)", "command": command,
                "torch_threads": torch.get_num_threads(), "paper_ml1m": PAPER, "target_test_ndcg": TARGET,
                "runs": runs}
-        save_section(OUT, f"budget {args.budget:g} s", doc)
+        if OUT.exists():  # a run of another arch that finished meanwhile in its own process
+            runs = {**json.loads(OUT.read_text()).get(section, {}).get("runs", {}), **runs}
+            doc["runs"] = runs
+        save_section(OUT, section, doc)
     plot(doc, OUT.with_name("hstu_vs_sasrec_ml-1m.png"))
     return 0
 

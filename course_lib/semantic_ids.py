@@ -70,6 +70,113 @@ def residual_kmeans(x: np.ndarray, levels: int = 3, codebook_size: int = 64, *, 
     return np.stack(codes, axis=1), books
 
 
+class RQVAE(torch.nn.Module):
+    """A residual-quantised autoencoder (RQ-VAE), TIGER's quantiser, in its plainest form.
+
+    ``x`` (``d_in``) → encoder MLP → ``z`` (``d_latent``) → ``L`` levels of residual quantisation
+    of ``z`` (learned codebooks ``C_l``) → ``ẑ = Σ_l C_l[c_l]`` → decoder MLP → ``x̂``. The loss
+    (van den Oord et al. 2017; Lee et al. 2022; Rajput et al. 2023)::
+
+        ‖x − x̂‖² + Σ_l ( ‖sg(r_l) − C_l[c_l]‖² + β ‖r_l − sg(C_l[c_l])‖² )
+
+    (``sg`` = stop-gradient; the first term trains encoder and decoder through the
+    straight-through copy ``z + sg(ẑ − z)``, the second moves the codes towards the residuals,
+    the third commits the encoder to its codes). The codebooks start from residual k-means of the
+    first encodings, which keeps every code in use at the start (TIGER does the same).
+    """
+
+    def __init__(self, d_in: int, *, levels: int = 3, codebook_size: int = 64, d_latent: int = 32,
+                 hidden: int = 256, beta: float = 0.25) -> None:
+        super().__init__()
+        self.levels, self.K, self.beta = levels, codebook_size, beta
+        nn = torch.nn
+        self.encoder = nn.Sequential(nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, d_latent))
+        self.decoder = nn.Sequential(nn.Linear(d_latent, hidden), nn.SiLU(), nn.Linear(hidden, d_in))
+        self.codebooks = torch.nn.Parameter(torch.randn(levels, codebook_size, d_latent) * 0.1)
+
+    @torch.no_grad()
+    def init_codebooks(self, x: torch.Tensor, seed: int = 0) -> None:
+        """Codebooks ← residual k-means of ``encoder(x)``."""
+        z = self.encoder(x).double().numpy()
+        _, books = residual_kmeans(z, self.levels, self.K, seed=seed)
+        for level, book in enumerate(books):
+            self.codebooks[level, :len(book)] = torch.from_numpy(book)
+
+    def quantise(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(n, d_latent)`` → codes ``(n, L)``, ``ẑ`` ``(n, d_latent)`` and the codebook + commitment loss."""
+        residual, z_hat, codes, vq_loss = z, torch.zeros_like(z), [], z.new_zeros(())
+        for level in range(self.levels):
+            book = self.codebooks[level]                                          # (K, d)
+            c = torch.cdist(residual.detach(), book.detach()).argmin(1)           # nearest code
+            q = book[c]
+            vq_loss = vq_loss + ((residual.detach() - q) ** 2).sum(1).mean() \
+                + self.beta * ((residual - q.detach()) ** 2).sum(1).mean()
+            codes.append(c)
+            z_hat = z_hat + q
+            residual = residual - q.detach()
+        return torch.stack(codes, 1), z_hat, vq_loss
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(n, d_in)`` → ``x̂``, codes ``(n, L)`` and the training loss (a scalar)."""
+        z = self.encoder(x)
+        codes, z_hat, vq_loss = self.quantise(z)
+        x_hat = self.decoder(z + (z_hat - z).detach())                            # straight-through
+        return x_hat, codes, ((x - x_hat) ** 2).sum(1).mean() + vq_loss
+
+    @torch.no_grad()
+    def encode_codes(self, x: torch.Tensor) -> np.ndarray:
+        return self.quantise(self.encoder(x))[0].numpy()
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> np.ndarray:
+        """``x̂`` decoded from the codes alone (what the IDs keep of ``x``)."""
+        _, z_hat, _ = self.quantise(self.encoder(x))
+        return self.decoder(z_hat).numpy()
+
+
+def rqvae_codes(x: np.ndarray, levels: int = 3, codebook_size: int = 64, *, d_latent: int = 32, hidden: int = 256,
+                steps: int = 300, lr: float = 1e-3, batch_size: int = 512, seed: int = 0,
+                warmup_steps: int = 50) -> tuple[np.ndarray, RQVAE, dict]:
+    """Train an :class:`RQVAE` on ``(n, d)`` vectors; returns ``(n, levels)`` codes, the model and a record.
+
+    The autoencoder trains alone (no quantiser) for ``warmup_steps``, then the codebooks start
+    from residual k-means of the encodings and everything trains together for ``steps``.
+    The record: ``"loss"`` (each step's training loss), ``"codes_at_start"`` and ``"error_at_start"``
+    (the codes and the mean ``‖x − x̂‖`` right after the k-means start), ``"error"`` (the same at the end).
+    """
+    x_t = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    if x_t.ndim != 2 or len(x_t) < codebook_size:
+        raise ValueError(f"rqvae_codes needs an (n >= codebook_size, d) array, got shape {tuple(x_t.shape)}")
+    torch.manual_seed(seed)
+    model = RQVAE(x_t.shape[1], levels=levels, codebook_size=codebook_size, d_latent=d_latent, hidden=hidden)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+
+    def error() -> float:
+        return float(np.linalg.norm(x_t.numpy() - model.reconstruct(x_t), axis=1).mean())
+
+    record: dict = {"loss": []}
+    for step in range(steps + warmup_steps):
+        if step == warmup_steps:
+            model.init_codebooks(x_t, seed=seed)
+            record["codes_at_start"], record["error_at_start"] = model.encode_codes(x_t), error()
+        idx = torch.randperm(len(x_t), generator=gen)[:batch_size]
+        if step < warmup_steps:
+            loss = ((x_t[idx] - model.decoder(model.encoder(x_t[idx]))) ** 2).sum(1).mean()
+        else:
+            loss = model(x_t[idx])[2]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        record["loss"].append(loss.item())
+    if steps == 0:
+        model.init_codebooks(x_t, seed=seed)
+        record["codes_at_start"], record["error_at_start"] = model.encode_codes(x_t), error()
+    model.eval()
+    record["error"] = error()
+    return model.encode_codes(x_t), model, record
+
+
 def reconstruct(codes: np.ndarray, codebooks: Sequence[np.ndarray]) -> np.ndarray:
     """``(n, levels)`` codes → ``(n, d)`` the sum of the chosen codebook vectors."""
     return sum(np.asarray(book)[codes[:, level]] for level, book in enumerate(codebooks))
@@ -219,4 +326,4 @@ class PrefixTrie:
 
 
 __all__ = ["BOS_TOKEN", "PAD_TOKEN", "PrefixTrie", "SemanticIDs", "add_collision_suffix", "code_purity",
-           "codebook_usage", "collision_rate", "reconstruct", "residual_kmeans"]
+           "codebook_usage", "collision_rate", "reconstruct", "residual_kmeans", "RQVAE", "rqvae_codes"]

@@ -84,3 +84,34 @@ def test_tiger_learns_a_planted_pattern():
     Trainer(model, split.train, collate=model.collate, split=split, config=cfg, device="cpu").fit()
     metrics = evaluate(model.score_fn, split, "test", ks=(1, 10), max_len=8, device="cpu")
     assert metrics["HR@1"] > 0.7, metrics
+
+
+def test_evaluate_generated_ranks_within_the_generated_list_only():
+    """Seen items leave the beam list, the target's rank is counted in what remains, a target
+    the beams missed is a miss (by hand on planted beams)."""
+    from course_lib.models.tiger import evaluate_generated
+
+    class Split:
+        n_users = 3
+
+        def history(self, stage):
+            return [np.array([1, 2]), np.array([3]), np.array([4])]
+
+        def targets(self, stage):
+            return np.array([5, 6, 7])
+
+    sem = _sem(n_items=20, K=4)
+    torch.manual_seed(0)
+    model = TIGER(sem, max_items=4, d_model=16, n_layers=1, n_heads=2, num_beams=4)
+    beams = {(1, 2): [2, 9, 5, 8], (3,): [6, 3, 10, 11], (4,): [4, 12, 13, 14]}
+
+    def fake_generate(histories, num_beams=None):
+        items = torch.tensor([beams[tuple(int(i) for i in h)] for h in histories])
+        return items, torch.zeros(items.shape)
+
+    model.generate = fake_generate
+    metrics, frame = evaluate_generated(model, Split(), "test", k=2)
+    # user 0: [2 seen, 9, 5, 8] -> list [9, 5]: rank 2; user 1: [6, 3 seen, ...] -> rank 1; user 2: 7 never generated
+    assert frame["rank"].tolist()[:2] == [2.0, 1.0] and np.isnan(frame["rank"].iloc[2])
+    np.testing.assert_allclose(frame["NDCG@2"], [1 / np.log2(3), 1.0, 0.0])
+    assert metrics["HR@2"] == pytest.approx(2 / 3) and metrics["list length"] == 2.0

@@ -24,4 +24,18 @@ QUESTIONS = [
                       "a sigmoid over the whole row", "max-pooling", "no attention at all"),
              answer=0, why="Pointwise aggregation keeps the magnitude of how much a user interacted with similar "
                            "items, which a softmax normalises away (Zhai et al., ICML 2024)."),
+    Question("13.5", "A generative recommender returns 20 beams; after removing items the user has already seen, "
+             "12 remain and the test item is not among them. What does this chapter count for that user's HR@10?",
+             options=("a hit if the test item's score ties with the last listed item",
+                      "0: an item the beams did not generate is a miss",
+                      "the HR@10 of SASRec for that user", "the user is left out of the average"),
+             answer=1, why="TIGER's list is what it generated (seen items removed, cut at 10); ranking the unscored "
+                           "rest at -inf would let ties put arbitrary items, possibly the target, into a short list."),
+    Question("13.6", "In an RQ-VAE, the code index is an argmin, which has no gradient. How does the decoder's "
+             "loss still train the encoder?",
+             options=("it does not: the encoder is frozen", "the straight-through estimator copies the gradient "
+                      "at the quantised vector to the encoder's output", "the argmin is replaced by a softmax at "
+                      "test time", "the codebooks are fixed k-means centroids"),
+             answer=1, why="x̂ = D(z + sg(ẑ − z)): forward uses ẑ, backward treats the quantiser as the identity; "
+                           "codebook and commitment terms train the codes and keep z close to them."),
 ]

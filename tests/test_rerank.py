@@ -65,7 +65,7 @@ def test_fine_tuning_learns_a_planted_text_match(tiny_bert):
         queries.append(history_text(hist, max_items=1))
         groups.append([hist[-1], *rng.choice(neg, 3, replace=False)])
     ce = CrossEncoder(loss="listwise", model_path=tiny_bert, device="cpu", max_length=16)
-    losses = ce.fit(queries, groups, steps=250, batch_groups=8, lr=2e-3, seed=0)
+    losses = ce.fit(queries, groups, steps=400, batch_groups=8, lr=2e-3, seed=0)   # 250 steps: 44 % here, 400: 100 %
     assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:10])          # from log(4) = 1.386
     q = [q for q in queries[:32] for _ in range(4)]
     s = ce.score(q, [c for g in groups[:32] for c in g]).reshape(32, 4)

@@ -16,12 +16,12 @@ Runs in RecBole-CDR's own environment, which needs three work-arounds on Python 
 
 ::
 
-    python3 -m venv /work/venv-cdr
-    /work/venv-cdr/bin/pip install "recbole==1.2.1" "numpy<2" "pandas<3" "scipy<1.14" "setuptools<81" "torch==2.13.0"
-    /work/venv-cdr/bin/pip install --no-deps recbole==1.0.1 recbole-cdr==0.1.0 scipy==1.10.1
-    git clone https://github.com/RUCAIBox/RecBole-CDR /work/venv-cdr/src && git -C /work/venv-cdr/src checkout d339918
-    PYTHONPATH=/work/venv-cdr/src TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 \
-        /work/venv-cdr/bin/python benchmarks/peer_recbole/run_recbole_cdr.py CMF --epochs 300
+    python3 -m venv build/venv-cdr
+    build/venv-cdr/bin/pip install "recbole==1.2.1" "numpy<2" "pandas<3" "scipy<1.14" "setuptools<81" "torch==2.13.0"
+    build/venv-cdr/bin/pip install --no-deps recbole==1.0.1 recbole-cdr==0.1.0 scipy==1.10.1
+    git clone https://github.com/RUCAIBox/RecBole-CDR build/venv-cdr/src && git -C build/venv-cdr/src checkout d339918
+    PYTHONPATH=build/venv-cdr/src TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 \
+        build/venv-cdr/bin/python benchmarks/peer_recbole/run_recbole_cdr.py CMF --epochs 300
 
 after ``cdr_shop.py export`` (course environment). Chronological leave-one-out on the target
 domain (``LS: valid_and_test``, ``order: TO``), full ranking over the target items, HR@10
@@ -87,7 +87,7 @@ def main() -> None:
     test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     out = BUILD / f"recbole_cdr_{args.model}.json"
     out.write_text(json.dumps({
-        "command": "PYTHONPATH=/work/venv-cdr/src TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 /work/venv-cdr/bin/python "
+        "command": "PYTHONPATH=build/venv-cdr/src TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 build/venv-cdr/bin/python "
                    f"benchmarks/peer_recbole/run_recbole_cdr.py {' '.join(sys.argv[1:])}",
         "model": args.model, "epochs": args.epochs, "test_users": len(got),
         "settings": {k: str(config[k]) for k in ("embedding_size", "train_batch_size", "learning_rate",

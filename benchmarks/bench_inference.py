@@ -76,6 +76,114 @@ def train_model(split, args) -> tuple[SASRec, dict]:
                                         "steps": trainer.step}
 
 
+def ladder_section(model, split, args) -> dict:
+    """Top-10 for every ML-1M user from histories at max_len 200: one saving at a time (issue 13).
+
+    Each step keeps the previous ones and adds one; each is timed 3× (median), in
+    interleaved rounds so that a change of the shared machine's load hits every step alike,
+    at 1 and at 2 torch threads. Wall time and the process's CPU time are both recorded:
+    on a loaded machine the wall time counts other sessions' work too. Every step's lists
+    are compared with the plain loop's: rows whose top-10 differ, and the largest score gap.
+    """
+    from course_lib.infer import mask_items
+
+    hist = split.history("test")
+    H = pad_sequences(hist, 200)                                                # (6040, 200)
+    E = infer.item_vectors(model).detach()
+    lengths = np.array([min(len(h), 200) for h in hist])
+    order = np.argsort(lengths, kind="stable")
+    catalogue = Catalogue.from_split(split)
+
+    def rank(scores, rows):
+        mask_items(scores, [hist[r] for r in rows])
+        return torch.topk(scores, 10, dim=1)
+
+    def collect(parts, n):
+        ids, vals = torch.zeros((n, 10), dtype=torch.long), torch.zeros((n, 10))
+        for rows, top in parts:
+            ids[rows], vals[rows] = top.indices, top.values
+        return ids, vals
+
+    def plain():                       # what the issue measured: pad to 200, model.score, mask, topk
+        parts = []
+        with torch.no_grad():
+            for i in range(0, len(H), 256):
+                rows = np.arange(i, min(i + 256, len(H)))
+                parts.append((rows, rank(model.score(H[rows]), rows)))
+        return collect(parts, len(H))
+
+    def inference_mode():              # + no autograd bookkeeping at all
+        parts = []
+        with torch.inference_mode():
+            for i in range(0, len(H), 256):
+                rows = np.arange(i, min(i + 256, len(H)))
+                parts.append((rows, rank(model.score(H[rows]), rows)))
+        return collect(parts, len(H))
+
+    def buckets():                     # + users sorted by length, each batch only as wide as its longest
+        parts = []
+        with torch.inference_mode():
+            for i in range(0, len(H), 256):
+                rows = order[i:i + 256]
+                width = int(lengths[rows].max())
+                hidden = model(H[rows][:, -width:])[:, -1]                     # (B, d)
+                parts.append((rows, rank(hidden @ E.T, rows)))
+        return collect(parts, len(H))
+
+    def encode(layout):                # + the final block at the last position only (+ right padding, is_causal)
+        def run():
+            with torch.inference_mode():
+                U = model.encode_last(H, layout=layout)
+                parts = [(rows, rank(U[rows] @ E.T, rows))
+                         for rows in np.array_split(np.arange(len(H)), max(1, len(H) // 1024))]
+            return collect(parts, len(H))
+        return run
+
+    def recommender(fast):
+        rec = Recommender(model, catalogue, max_len=200, batch_size=1024, fast_path=fast)
+
+        def run():
+            top = rec.recommend_all(split, "test", k=10)
+            return top.ids, top.scores
+        return run
+
+    steps = [("1 plain loop (pad to 200, model.score, batches of 256, torch.no_grad)", plain),
+             ("2 + torch.inference_mode", inference_mode),
+             ("3 + length buckets (no padding to 200)", buckets),
+             ("4 + final block at the last position only (encode_last, left padding + mask)", encode("left")),
+             ("5 + right padding: fused SDPA with is_causal, no mask (encode_last default)", encode("right")),
+             ("Recommender.recommend_all (library, fast_path=auto)", recommender("auto")),
+             ("Recommender.recommend_all, fast_path=False (the wrapper before)", recommender(False))]
+    out = {"users": len(H), "max_len": 200, "mean_history_read": float(lengths.mean()),
+           "load_average_start": load()}
+    for threads in args.ladder_threads:
+        torch.set_num_threads(threads)
+        ref = None
+        rows = {name: {"wall_s": [], "cpu_s": [], "load_average": []} for name, _ in steps}
+        for r in range(args.repeats + 1):                                     # round 0 warms up
+            for name, fn in steps:
+                w0, c0 = time.perf_counter(), time.process_time()
+                ids, vals = fn()
+                wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+                if ref is None:
+                    ref = (ids, vals)
+                if r == 0:
+                    rows[name]["rows_differing_from_plain"] = int((ids != ref[0]).any(dim=1).sum())
+                    rows[name]["max_abs_score_diff"] = float((vals - ref[1]).abs().max())
+                    continue
+                rows[name]["wall_s"].append(wall)
+                rows[name]["cpu_s"].append(cpu)
+                rows[name]["load_average"].append(load()[0])
+                log(f"threads {threads}, round {r}: {name}: {wall:.2f} s wall, {cpu:.2f} s CPU")
+        for name in rows:
+            rows[name]["median_wall_s"] = statistics.median(rows[name]["wall_s"])
+            rows[name]["median_cpu_s"] = statistics.median(rows[name]["cpu_s"])
+        out[f"threads={threads}"] = rows
+    out["load_average_end"] = load()
+    out["target_s"] = 1.0
+    return out
+
+
 def topk_section(model, split, args) -> dict:
     """Top-10 for every user: each variant's time (median) and accuracy."""
     catalogue = Catalogue.from_split(split)
@@ -171,39 +279,70 @@ def srv_health(srv) -> dict:
     return httpx.get(f"{srv.url}/health", timeout=10).json()
 
 
+SECTIONS = ("ladder", "variants", "ann", "service")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS,
+                        help="what to measure; the other sections of the JSON file are kept")
     parser.add_argument("--train-seconds", type=float, default=300)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--big-catalogue", type=int, default=500_000)
     parser.add_argument("--requests", type=int, default=2000, help="requests per load-test level")
     parser.add_argument("--server-threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--ladder-threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds per ladder step (the median is kept)")
+    parser.add_argument("--pinning", nargs="+", default=["shared", "pinned"], choices=["shared", "pinned"],
+                        help="service: client and server on the same cores, or pinned to different ones")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args(argv)
     if args.quick:
         args.train_seconds, args.big_catalogue, args.requests, args.server_threads = 20, 20_000, 200, [1]
+        args.repeats = 1
 
-    result = {"machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                          "platform": platform.platform(terse=True), "python": sys.version.split()[0],
-                          "torch": torch.__version__, "load_average_start": load()},
-              "command": "benchmarks/bench_inference.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    command = "benchmarks/bench_inference.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.exists() else {}
+    result["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                         "platform": platform.platform(terse=True), "python": sys.version.split()[0],
+                         "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                         "load_average_start": load()}
+    result.setdefault("commands", {})
     split = leave_one_out(load_dataset("ml-1m"), min_item_interactions=5)
     log(f"{split}")
     model, train_info = train_model(split, args)
-    result["model"] = {"class": "SASRec", "max_len": 200, "d_model": 64, "n_layers": 2, "n_heads": 2,
-                       "parameters": sum(p.numel() for p in model.parameters()), **train_info}
-    log(f"model ready: {result['model']}")
-    result["topk_all_users"], U = topk_section(model, split, args)
-    result["topk_all_users"]["target_s"] = 1.0
-    result["ann"] = ann_section(model, U, args)
-    result["service"] = service_section(model, split, args)
-    result["service"]["target"] = "p99 <= 50 ms at concurrency 8"
-    result["machine"]["load_average_end"] = load()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=float))
-    print(f"-> {out}")
+    model_info = {"class": "SASRec", "max_len": 200, "d_model": 64, "n_layers": 2, "n_heads": 2,
+                  "parameters": sum(p.numel() for p in model.parameters()), **train_info}
+    log(f"model ready: {model_info}")
+
+    def save(section: str, payload: dict) -> None:
+        result[section] = {**payload, "model": model_info} if isinstance(payload, dict) else payload
+        result["commands"][section] = command
+        result["machine"]["load_average_end"] = load()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2, default=float))
+        tmp.replace(out)
+        print(f"-> {out} [{section}]", flush=True)
+
+    threads = torch.get_num_threads()
+    if "ladder" in args.sections:
+        save("topk_ladder", ladder_section(model, split, args))
+        torch.set_num_threads(threads)
+    U = None
+    if "variants" in args.sections:
+        variants, U = topk_section(model, split, args)
+        save("topk_all_users", {**variants, "target_s": 1.0})
+    if "ann" in args.sections:
+        if U is None:
+            with torch.inference_mode():
+                U = model.encode_last(split.history("test"))
+        save("ann", ann_section(model, U, args))
+    if "service" in args.sections:
+        save("service", {**service_section(model, split, args), "target": "p99 <= 50 ms and >= 300 requests/s "
+                         "at concurrency 8; at concurrency 64 micro-batching no worse than without"})
 
 
 if __name__ == "__main__":

@@ -196,6 +196,89 @@ def ladder_section(model, split, args, save=None) -> dict:
     return out
 
 
+def onnx_section(model, split, args) -> dict:
+    """Step 6 of the ladder: the same trimmed graph (``SASRec._encode_last_batch``, right padding) in
+    ONNX Runtime with every graph optimisation, on the same length buckets as ``encode_last``.
+
+    Both run the same batches at 1 thread, in interleaved rounds; the user vectors are compared.
+    """
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    import onnxruntime as ort
+
+    from course_lib.models.sasrec import _right_aligned
+
+    class LastBatch(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids, n):
+            return self.m._encode_last_batch(ids, n, "right")
+
+    torch.set_num_threads(1)
+    hist = split.history("test")
+    ids, lengths = _right_aligned(pad_sequences(hist, 200), 200)
+    order = torch.argsort(lengths, stable=True)
+    sl = lengths[order].tolist()
+    batches, start = [], 0
+    while start < len(sl):                               # the buckets encode_last makes (batch_tokens=8192)
+        stop = start + 1
+        while stop < len(sl) and (stop - start + 1) * sl[stop] <= 8192:
+            stop += 1
+        rows = order[start:stop]
+        batches.append((ids[rows][:, -max(2, sl[stop - 1]):], lengths[rows]))
+        start = stop
+    out = {"load_average_start": load()}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "encode_last.onnx"
+        ex, n = torch.randint(1, 100, (8, 50)), torch.tensor([50, 40, 30, 20, 10, 5, 3, 1])
+        dims = {"ids": {0: torch.export.Dim("batch", min=1, max=1 << 16), 1: torch.export.Dim("width", min=2, max=200)},
+                "n": {0: torch.export.Dim("batch", min=1, max=1 << 16)}}
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+            warnings.simplefilter("ignore")
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            program = torch.onnx.export(LastBatch(model.eval()), (ex, n), dynamo=True, input_names=["ids", "n"],
+                                        output_names=["u"], dynamic_shapes=dims, external_data=False)
+            program.save(str(path), external_data=False)
+        out["export_s"] = time.perf_counter() - t0
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+        def run_ort():
+            return torch.cat([torch.from_numpy(sess.run(None, {"ids": b.numpy(), "n": k.numpy()})[0])
+                              for b, k in batches])
+
+        def run_torch():
+            with torch.inference_mode():
+                return torch.cat([model._encode_last_batch(b, k, "right") for b, k in batches])
+
+        runs = {"PyTorch (encode_last's batches)": run_torch, "ONNX Runtime (ORT_ENABLE_ALL)": run_ort}
+        rows = {name: {"wall_s": [], "cpu_s": []} for name in runs}
+        for r in range(args.repeats + 1):
+            for name, fn in runs.items():
+                w0, c0 = time.perf_counter(), time.process_time()
+                fn()
+                if r:
+                    rows[name]["wall_s"].append(time.perf_counter() - w0)
+                    rows[name]["cpu_s"].append(time.process_time() - c0)
+                    log(f"{name}: {rows[name]['wall_s'][-1]:.2f} s wall, {rows[name]['cpu_s'][-1]:.2f} s CPU")
+        for name in rows:
+            rows[name]["median_wall_s"] = statistics.median(rows[name]["wall_s"])
+            rows[name]["median_cpu_s"] = statistics.median(rows[name]["cpu_s"])
+        out.update(rows)
+        out["max_abs_diff_user_vectors"] = float((run_ort() - run_torch()).abs().max())
+    out["threads"] = 1
+    out["load_average_end"] = load()
+    return out
+
+
 def topk_section(model, split, args) -> dict:
     """Top-10 for every user: each variant's time (median) and accuracy."""
     catalogue = Catalogue.from_split(split)
@@ -323,12 +406,12 @@ def srv_health(srv) -> dict:
     return httpx.get(f"{srv.url}/health", timeout=10).json()
 
 
-SECTIONS = ("ladder", "variants", "ann", "service")
+SECTIONS = ("ladder", "onnx", "variants", "ann", "service")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS,
+    parser.add_argument("--sections", nargs="+", default=[s for s in SECTIONS if s != "onnx"], choices=SECTIONS,
                         help="what to measure; the other sections of the JSON file are kept")
     parser.add_argument("--train-seconds", type=float, default=300)
     parser.add_argument("--batch-size", type=int, default=512)
@@ -377,6 +460,9 @@ def main(argv: list[str] | None = None) -> None:
     threads = torch.get_num_threads()
     if "ladder" in args.sections:
         save("topk_ladder", ladder_section(model, split, args, save=lambda part: save("topk_ladder", part)))
+        torch.set_num_threads(threads)
+    if "onnx" in args.sections:
+        save("topk_onnx", onnx_section(model, split, args))
         torch.set_num_threads(threads)
     U = None
     if "variants" in args.sections:

@@ -860,13 +860,22 @@ class ServerProcess:
         checkpoint: the bundle folder.
         port: default: a free one.
         startup_timeout_s: how long to wait for ``/health``.
+        cpus: run the server on these CPU cores only (Linux; what ``taskset -c`` does), e.g.
+            ``{1}`` with the load-test client pinned to core 0, so that the two do not take
+            turns on the same cores. ``None``: wherever the OS puts it.
         **options: more command-line options, e.g. ``micro_batching=False``, ``max_batch=32``,
             ``cache_size=10000``, ``precision="int8"``, ``backend="onnx"``, ``threads=2``.
     """
 
     def __init__(self, checkpoint: str | os.PathLike, *, port: int | None = None, host: str = "127.0.0.1",
-                 startup_timeout_s: float = 90.0, **options: Any) -> None:
+                 startup_timeout_s: float = 90.0, cpus: Sequence[int] | None = None, **options: Any) -> None:
         _check_loopback(host)
+        if cpus is not None:
+            cpus = sorted({int(c) for c in cpus})
+            available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+            if not cpus or not set(cpus) <= set(available):
+                raise ValueError(f"cpus must be a non-empty subset of this process's cores {available}, got {cpus}")
+        self.cpus = cpus
         self.checkpoint, self.host = Path(checkpoint), host
         self.port = port or free_port(host)
         self.options = options
@@ -896,8 +905,10 @@ class ServerProcess:
         fd, name = tempfile.mkstemp(prefix="course-serve-", suffix=".log")
         self.log_path = Path(name)
         log_file = os.fdopen(fd, "w")
+        cpus = self.cpus
+        pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
         self.process = subprocess.Popen(self.command(), stdout=log_file, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=pin)
         log_file.close()
         atexit.register(self.stop)          # a kernel that exits takes its servers with it
         try:

@@ -288,6 +288,74 @@ def test_padding_is_trimmed_only_when_it_changes_nothing(model_cls, trims, catal
     assert (min(widths) < MAX_LEN) is trims
 
 
+def _sasrec(seed: int = 0):
+    from course_lib.models.sasrec import SASRec, SASRecConfig
+
+    torch.manual_seed(seed)
+    return SASRec(SASRecConfig(n_items=N_ITEMS, max_len=MAX_LEN, d_model=16, n_heads=2, n_layers=2,
+                               init_std=0.3)).eval()
+
+
+def _plain_topk(model, histories, k):
+    """The reference: left-pad every history to max_len, the model's own score, mask what was seen, topk."""
+    from course_lib.data import pad_sequences
+
+    with torch.no_grad():
+        scores = model.score(pad_sequences(histories, MAX_LEN)).clone()
+    for r, h in enumerate(histories):
+        scores[r, np.asarray(h, dtype=np.int64)] = float("-inf")
+    return torch.topk(scores, k, dim=1)
+
+
+def test_fast_path_is_on_for_sasrec_and_gives_the_plain_lists(catalogue):
+    m = _sasrec()
+    hist = _random_histories(50, lo=1, hi=3 * MAX_LEN)          # shorter and longer than max_len
+    fast = I.Recommender(m, catalogue, max_len=MAX_LEN, batch_size=7)
+    slow = I.Recommender(m, catalogue, max_len=MAX_LEN, batch_size=7, fast_path=False)
+    a, b = fast.topk(hist, 5), slow.topk(hist, 5)
+    assert fast.fast_path is True and slow.fast_path is False
+    ref = _plain_topk(m, hist, 5)
+    assert torch.equal(a.ids, ref.indices) and torch.equal(b.ids, ref.indices)
+    torch.testing.assert_close(a.scores, ref.values, rtol=1e-5, atol=1e-5)
+    # the stand-in has no encode_last: the plain path, and asking for the fast one is an error
+    tiny = I.Recommender(TinySeq().eval(), catalogue, max_len=MAX_LEN)
+    tiny.topk(hist, 5)
+    assert tiny.fast_path is False
+    with pytest.raises(ValueError, match="encode_last"):
+        I.Recommender(TinySeq().eval(), catalogue, max_len=MAX_LEN, fast_path=True)
+
+
+def test_recommend_all_fast_path_equals_the_plain_loop():
+    rng = np.random.default_rng(5)
+    rows = []
+    for u in range(60):
+        items = rng.choice(np.arange(1, N_ITEMS + 1), size=rng.integers(3, 25), replace=False)
+        rows += [(u, int(1000 + i), t) for t, i in enumerate(items)]
+    split = leave_one_out(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]))
+    from course_lib.models.sasrec import SASRec, SASRecConfig
+
+    torch.manual_seed(1)
+    m = SASRec(SASRecConfig(n_items=split.n_items, max_len=MAX_LEN, d_model=16, n_heads=2, init_std=0.3)).eval()
+    rec = I.Recommender(m, split, max_len=MAX_LEN, batch_size=16)
+    top = rec.recommend_all(split, "test", k=10)
+    assert rec.fast_path is True
+    ref = _plain_topk(m, split.history("test"), 10)
+    assert torch.equal(top.ids, ref.indices)
+    torch.testing.assert_close(top.scores, ref.values, rtol=1e-5, atol=1e-5)
+
+
+def test_cached_user_vectors_of_sasrec_equal_the_full_forward(catalogue):
+    m = _sasrec(2)
+    hist = _random_histories(20, lo=1, hi=2 * MAX_LEN)
+    keys = [("user", i) for i in range(20)]
+    cached = I.Recommender(m, catalogue, max_len=MAX_LEN, cache_size=100)
+    first, again = cached.topk(hist, 5, keys=keys), cached.topk(hist, 5, keys=keys)
+    assert cached._retrieval is True and cached.cache.hits == 20
+    ref = _plain_topk(m, hist, 5)
+    assert torch.equal(first.ids, ref.indices) and torch.equal(again.ids, ref.indices)
+    torch.testing.assert_close(again.scores, ref.values, rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------- retrieval
 def test_user_vector_times_item_table_is_the_score(model):
     h = I.Recommender(model, I.Catalogue(_items()), max_len=MAX_LEN).pad(_random_histories(5))

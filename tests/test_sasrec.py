@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from course_lib.data import pad_sequences
 from course_lib.evaluate import evaluate
 from course_lib.models.sasrec import SASRec, SASRecConfig
 from course_lib.train import SequenceCollator, TrainConfig, Trainer, load_checkpoint, save_checkpoint
@@ -140,3 +141,49 @@ def test_trimmed_batches_give_the_same_loss():
     assert trim["input_ids"].shape == (2, 3)
     torch.testing.assert_close(m.training_loss(trim), m.training_loss(full))
     torch.testing.assert_close(m(trim["input_ids"]), m(full["input_ids"])[:, -3:])
+
+
+# ---------------------------------------------------------------- encode_last: the fast inference path
+def _histories(n=40, longest=3 * T, seed=0):
+    rng = np.random.default_rng(seed)
+    seqs = [rng.integers(1, N_ITEMS + 1, rng.integers(0, longest + 1)) for _ in range(n)]
+    seqs[0] = np.zeros(0, dtype=np.int64)                       # an empty history
+    seqs[1] = rng.integers(1, N_ITEMS + 1, 5 * T)               # longer than max_len
+    return seqs
+
+
+@pytest.mark.parametrize("layout", ["left", "right"])
+@pytest.mark.parametrize("n_layers", [1, 3])
+@pytest.mark.parametrize("batch_tokens", [1, 17, 10_000])
+def test_encode_last_equals_the_last_position_of_the_full_forward(layout, n_layers, batch_tokens):
+    torch.manual_seed(n_layers)
+    m = SASRec(SASRecConfig(n_items=N_ITEMS, max_len=T, d_model=16, n_heads=2, n_layers=n_layers,
+                            init_std=0.3)).eval()
+    seqs = _histories()
+    padded = pad_sequences(seqs, T)
+    with torch.no_grad():
+        ref = m(padded)[:, -1]                                  # every position, then the last one
+        from_tensor = m.encode_last(padded, layout=layout, batch_tokens=batch_tokens)
+        wider = m.encode_last(pad_sequences(seqs, 3 * T), layout=layout, batch_tokens=batch_tokens)
+    from_lists = m.encode_last(seqs, layout=layout, batch_tokens=batch_tokens)
+    for got in (from_tensor, from_lists, wider):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(m.user_vector(padded), ref, rtol=1e-5, atol=1e-5)
+    scores = m.score(padded)
+    via = from_tensor @ m.item_embeddings.T
+    finite = torch.isfinite(scores)
+    torch.testing.assert_close(via[finite], scores[finite], rtol=1e-5, atol=1e-5)
+    assert torch.equal(torch.topk(via[:, 1:], 5).indices, torch.topk(scores[:, 1:], 5).indices)
+
+
+def test_encode_last_in_training_mode_is_the_plain_forward():
+    m = _model(dropout=0.5).train()
+    h = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
+    torch.manual_seed(1)
+    a = m.encode_last(h)
+    torch.manual_seed(1)
+    b = m(h)[:, -1]
+    torch.testing.assert_close(a, b)
+    assert a.requires_grad                                      # a training path keeps its graph
+    with pytest.raises(ValueError, match="layout"):
+        m.eval().encode_last(h, layout="middle")

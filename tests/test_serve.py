@@ -105,6 +105,38 @@ def test_recommend_by_user_equals_the_library():
     assert not seen & {it["item_id"] for it in body["items"]}
 
 
+@pytest.mark.parametrize("cache_size, micro_batching", [(0, False), (100, True)])
+def test_sasrec_service_fast_path_and_cache_equal_the_full_forward(cache_size, micro_batching):
+    """The service scores SASRec through encode_last (and, with the cache, stored user vectors):
+    every answer must be the plain one — pad to max_len, the full forward pass, mask, top-k."""
+    from course_lib.models.sasrec import SASRec, SASRecConfig
+
+    torch.manual_seed(3)
+    m = SASRec(SASRecConfig(n_items=N_ITEMS, max_len=MAX_LEN, d_model=16, n_heads=2, init_std=0.3)).eval()
+    rec = I.Recommender(m, _catalogue(), max_len=MAX_LEN, cache_size=cache_size)
+    svc = S.RecommendationService(rec, user_ids=USERS, histories=[h.copy() for h in HISTORIES],
+                                  micro_batching=micro_batching)
+    extra = [np.array([3, 9, 27, 14, 2]), np.array([40, 1])]
+    bodies = [{"user_id": u, "k": 5} for u in USERS] * 2 + [{"history": (500 + h).tolist(), "k": 5} for h in extra]
+    with S.ThreadedServer(S.create_app(svc)) as srv:
+        answers = asyncio.run(_concurrent(srv.url, bodies[:len(USERS)]))      # first round: computed
+        answers += asyncio.run(_concurrent(srv.url, bodies[len(USERS):]))     # again, and two new histories
+        health = httpx.get(f"{srv.url}/health").json()
+    if cache_size:
+        assert rec._retrieval is True and health["cache"]["hits"] >= len(USERS)   # the second round: stored vectors
+    else:
+        assert rec.fast_path is True
+    histories = HISTORIES * 2 + extra
+    with torch.no_grad():
+        scores = m.score(pad_sequences(histories, MAX_LEN))           # the full forward pass at max_len
+    for r, (answer, h) in enumerate(zip(answers, histories)):
+        row = scores[r].clone()
+        row[h] = float("-inf")
+        top = torch.topk(row, 5)
+        assert [it["item_id"] for it in answer["items"]] == (500 + top.indices).tolist()
+        np.testing.assert_allclose([it["score"] for it in answer["items"]], top.values.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_filters_are_obeyed_over_http(server):
     body = {"history": [501, 502], "k": 10, "filters": {"categories": ["Toys"], "min_price": 10, "max_price": 30,
                                                          "in_stock": True}}

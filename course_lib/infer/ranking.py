@@ -343,6 +343,12 @@ class Recommender:
             (default) turns it on only after checking, on the first batch, that the model
             gives the same scores with and without the cut (true for models whose output
             does not depend on how much padding precedes a history); ``False`` never cuts.
+        fast_path: score through the model's ``encode_last(histories) -> (B, d)`` times its
+            item table (SASRec: length buckets, the final block at the last position only,
+            the fused causal kernel; see :meth:`course_lib.models.sasrec.SASRec.encode_last`)
+            instead of its ``score``. ``"auto"`` (default) turns it on when the model has
+            ``encode_last`` and an item table and, checked once on the first batch, the two
+            give the same scores (``rtol=1e-4, atol=1e-5``); ``False`` always calls ``score``.
 
     >>> rec = Recommender(model, Catalogue.from_split(split), max_len=50)   # doctest: +SKIP
     >>> rec.recommend([12, 7, 99], k=5, filters=Filters(categories=["Books"]))   # doctest: +SKIP
@@ -350,7 +356,7 @@ class Recommender:
 
     def __init__(self, model: Any, catalogue: Catalogue | LeaveOneOutSplit, *, max_len: int,
                  device: torch.device | str | None = None, batch_size: int = 1024, cache_size: int = 0,
-                 trim_padding: bool | str = "auto") -> None:
+                 trim_padding: bool | str = "auto", fast_path: bool | str = "auto") -> None:
         if isinstance(catalogue, LeaveOneOutSplit):
             catalogue = Catalogue.from_split(catalogue)
         if max_len < 1:
@@ -378,6 +384,36 @@ class Recommender:
         if trim_padding not in (True, False, "auto"):
             raise ValueError(f"trim_padding must be True, False or 'auto', got {trim_padding!r}")
         self.trim_padding: bool | None = None if trim_padding == "auto" else bool(trim_padding)
+        if fast_path not in (True, False, "auto"):
+            raise ValueError(f"fast_path must be True, False or 'auto', got {fast_path!r}")
+        if fast_path is True and not callable(getattr(model, "encode_last", None)):
+            raise ValueError(f"fast_path=True needs a model with encode_last(histories); {type(model).__name__} "
+                             "has none")
+        self.fast_path: bool | None = None if fast_path == "auto" else bool(fast_path)
+
+    def _check_fast(self, h: torch.Tensor, users: torch.Tensor) -> bool:
+        """Whether ``encode_last(h) @ item_table.T`` equals the model's scores (checked on a few rows)."""
+        from .retrieval import _get_items_attr  # retrieval builds on ranking, not the other way round
+
+        if not callable(getattr(self.model, "encode_last", None)) or _get_items_attr(self.model) is None:
+            return False
+        lengths = (h != PAD).sum(dim=1)
+        rows = torch.argsort(lengths, descending=True)[:16]             # the longest: all of max_len read
+        try:
+            full = self._forward(users[rows], h[rows])
+            fast = self._fast_scores(h[rows])
+        except Exception:  # a wrapped or exported model whose encode_last does not fit: the plain path
+            return False
+        full, fast = full[:, 1:], fast[:, 1:]                          # column 0 (padding) is masked later
+        finite = torch.isfinite(full)
+        return bool(torch.equal(finite, torch.isfinite(fast))
+                    and torch.allclose(full[finite], fast[finite], rtol=1e-4, atol=1e-5))
+
+    def _fast_scores(self, h: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` histories → ``(B, n_items + 1)`` scores via ``encode_last`` (column 0 not yet masked)."""
+        with torch.inference_mode():
+            vectors = self.model.encode_last(h.to(self.device)).float()          # (B, d)
+            return vectors @ self._items().T                                   # (B, N)
 
     def _check_trim(self, h: torch.Tensor, users: torch.Tensor) -> bool:
         """Whether cutting all-padding columns leaves the scores unchanged (checked on a few rows)."""
@@ -464,7 +500,12 @@ class Recommender:
                 raise ValueError(f"keys has {len(keys)} entries for {B} histories")
             self._from_cache(h, keys, todo, out, u)
         else:
-            if self.trim_padding is None and len(todo):
+            if self.fast_path is None and len(todo):
+                self.fast_path = self._check_fast(h[todo], u[todo])
+            if self.fast_path:                           # encode_last makes its own length buckets
+                out[todo.to(self.device)] = self._fast_scores(h[todo])
+                todo = todo[:0]
+            elif self.trim_padding is None and len(todo):
                 self.trim_padding = self._check_trim(h[todo], u[todo])
             for rows, width in self._batches(h, todo):
                 out[rows.to(self.device)] = self._forward(u[rows], h[rows][:, -width:]).to(self.device)

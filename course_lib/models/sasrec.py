@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from ..attention import LearnedPositionalEmbedding, TransformerBlock, causal_mask, padding_mask
-from ..data.protocol import PAD
+from ..data.protocol import PAD, pad_array
 from ..losses import LOSSES, next_item_loss
 from ..scoring import ScorerMixin
 from ._pretrained import PretrainedMixin
@@ -208,6 +210,121 @@ class SASRec(ScorerMixin, PretrainedMixin, nn.Module):
         h = self(self._inputs(histories))[:, -1]                               # (B, d): after the last item
         return h @ self.item_embeddings.T                                      # (B, V)
 
+    # ------------------------------------------------------------------ fast inference
+    def user_vector(self, histories: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` left-padded histories → ``(B, d)`` user vectors: ``score = user_vector @ item_embeddings.T``.
+
+        The same numbers as ``self(self._inputs(histories))[:, -1]`` (to float rounding),
+        computed by :meth:`encode_last`; :mod:`course_lib.infer` (the cache, retrieval, the
+        service) uses it.
+        """
+        return self.encode_last(histories)
+
+    def encode_last(self, histories: torch.Tensor | Sequence[Sequence[int]], *, layout: str = "right",
+                    batch_tokens: int = 32_768) -> torch.Tensor:
+        """The hidden state after each history's last item, ``(B, d)``, without the work nobody reads.
+
+        ``score`` runs every history through the blocks at ``max_len`` positions and keeps
+        one. Three savings, each exact (the same function; only float rounding differs,
+        measured in ``benchmarks/bench_inference.py`` and tested in ``tests/test_sasrec.py``):
+
+        1. **Length buckets**: histories are sorted by length and cut into batches of about
+           ``batch_tokens`` positions, each as wide as its longest history, not ``max_len``
+           (positions still count from the right, as in training, so the embeddings agree).
+        2. **Last position only in the final block**: its keys and values need every
+           position, but only the last position's query, attention, feed-forward and norm
+           are computed: the only output that is scored.
+        3. ``layout="right"``: each batch is padded on the *right*, so a real position never
+           has padding before it; the earlier blocks need no padding mask and call the fused
+           kernel with ``is_causal=True``, and the final block's one query per row reads its
+           own history's keys. ``layout="left"`` keeps the left padding of ``score`` with a
+           causal-and-padding mask (the ladder's step before).
+
+        Args:
+            histories: ``(B, L)`` left-padded internal ids (as ``score`` takes), or ``B``
+                sequences of ids (oldest first); only the last ``max_len`` items are read.
+            layout: ``"right"`` (default, fastest) or ``"left"``.
+            batch_tokens: positions per forward pass (rows × width).
+
+        In training mode (dropout) this is the plain ``forward``, unchanged.
+        """
+        if layout not in ("left", "right"):
+            raise ValueError(f"layout must be 'left' or 'right', got {layout!r}")
+        T = self.config.max_len
+        ids, lengths = _right_aligned(histories, T)                          # (B, W) left-padded, (B,)
+        ids = ids.to(self.item_emb.weight.device)
+        if self.training or not all(b.norm_first for b in self.blocks):
+            return self(self._inputs(ids))[:, -1]
+        B = len(ids)
+        out = torch.empty((B, self.config.d_model), dtype=self.item_emb.weight.dtype, device=ids.device)
+        order = torch.argsort(lengths, stable=True)
+        sorted_len = lengths[order].tolist()
+        start = 0
+        with torch.inference_mode(torch.is_inference_mode_enabled() or not torch.is_grad_enabled()):
+            while start < B:
+                width = max(1, sorted_len[start])
+                stop = start + 1
+                while stop < B and (stop - start + 1) * max(1, sorted_len[stop]) <= batch_tokens:
+                    stop += 1
+                width = max(1, sorted_len[stop - 1])
+                rows = order[start:stop]
+                if sorted_len[stop - 1] == 0:                                 # empty histories: the plain path
+                    out[rows] = self(ids[rows][:, -1:])[:, -1]
+                else:
+                    out[rows] = self._encode_last_batch(ids[rows][:, -width:], lengths[rows].to(ids.device), layout)
+                start = stop
+        return out
+
+    def _encode_last_batch(self, ids: torch.Tensor, n: torch.Tensor, layout: str) -> torch.Tensor:
+        """``(B, W)`` left-padded ids with ``n`` real items each (all ``n ≥ 1``) → ``(B, d)``."""
+        c = self.config
+        B, W = ids.shape
+        T, H, D = c.max_len, c.n_heads, c.d_model // c.n_heads
+        cols = torch.arange(W, device=ids.device)
+        if layout == "right":
+            # row b's items move to columns 0..n_b-1; column j holds position T - n_b + j
+            src = (cols[None, :] + (W - n)[:, None]).clamp_max(W - 1)         # (B, W)
+            ids = ids.gather(1, src)
+            real = cols[None, :] < n[:, None]                                  # (B, W)
+            ids = ids.masked_fill(~real, PAD)
+            pos = (cols[None, :] + (T - n)[:, None]).clamp_max(T - 1)          # (B, W)
+            last = n - 1                                                       # (B,)
+            mask = None                                                        # is_causal instead
+        else:
+            real = ids != PAD
+            pos = (cols + T - W).expand(B, W)
+            last = torch.full((B,), W - 1, device=ids.device)
+            # causal and padding; a padding query (it has no key) may read every key: its
+            # output is never read by a real position, and a fully masked row would be NaN
+            mask = (torch.ones(W, W, dtype=torch.bool, device=ids.device).tril() & real[:, None, :]
+                    | ~real[:, :, None])[:, None]                              # (B, 1, W, W)
+        x = self.item_emb(ids)
+        if c.scale_embeddings:
+            x = x * math.sqrt(c.d_model)
+        x = (x + self.pos_emb.embedding.weight[pos]) * real.unsqueeze(-1).to(x.dtype)   # (B, W, d)
+        for block in self.blocks[:-1]:
+            a = block.attn
+            h = block.ln1(x)
+            qkv = nn.functional.linear(h, torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
+                                       _cat_bias(a.q_proj, a.k_proj, a.v_proj))
+            q, k, v = qkv.view(B, W, 3, H, D).permute(2, 0, 3, 1, 4)           # 3 × (B, H, W, D)
+            y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+            x = x + a.out_proj(y.transpose(1, 2).reshape(B, W, c.d_model))
+            x = x + block.ffn(block.ln2(x))
+        block = self.blocks[-1]
+        a = block.attn
+        h = block.ln1(x)                                                       # (B, W, d)
+        kv = nn.functional.linear(h, torch.cat([a.k_proj.weight, a.v_proj.weight]), _cat_bias(a.k_proj, a.v_proj))
+        k, v = kv.view(B, W, 2, H, D).permute(2, 0, 3, 1, 4)                   # 2 × (B, H, W, D)
+        rows = torch.arange(B, device=ids.device)
+        x_last = x[rows, last]                                                 # (B, d)
+        q = a.q_proj(h[rows, last]).view(B, H, 1, D)                           # one query per row
+        keys = real[:, None, None, :]                                          # (B, 1, 1, W): its own items
+        y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keys)   # (B, H, 1, D)
+        x_last = x_last + a.out_proj(y.reshape(B, c.d_model))
+        x_last = x_last + block.ffn(block.ln2(x_last))
+        return self.final_norm(x_last)                                         # (B, d)
+
     @torch.no_grad()
     def attention_maps(self, histories: torch.Tensor) -> list[torch.Tensor]:
         """Attention weights of every block for ``(B, L)`` histories: ``n_layers`` × ``(B, H, T, T)``."""
@@ -219,6 +336,31 @@ class SASRec(ScorerMixin, PretrainedMixin, nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_parameters():,} parameters; " + ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())
+
+
+def _cat_bias(*linears: nn.Linear) -> torch.Tensor | None:
+    if any(lin.bias is None for lin in linears):
+        return None
+    return torch.cat([lin.bias for lin in linears])
+
+
+def _right_aligned(histories: torch.Tensor | Sequence[Sequence[int]],
+                   max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, W)`` left-padded ids (the last ``max_len`` items; ``W ≤ max_len``) and each row's length.
+
+    A row's length counts from its first real item to the end (left padding only).
+    """
+    if isinstance(histories, torch.Tensor):
+        if histories.dim() != 2:
+            raise ValueError(f"histories must be (B, L), got shape {tuple(histories.shape)}")
+        ids = histories[:, -max_len:].long()
+        real = ids != PAD
+        W = ids.shape[1]
+        first = torch.where(real.any(dim=1), real.int().argmax(dim=1), torch.full_like(real[:, 0], W, dtype=torch.long))
+        return ids, (W - first).cpu()
+    seqs = [np.asarray(s, dtype=np.int64)[-max_len:] for s in histories]
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    return torch.from_numpy(pad_array(seqs, max(1, int(lengths.max()) if len(seqs) else 1))), lengths
 
 
 __all__ = ["SASRec", "SASRecConfig"]

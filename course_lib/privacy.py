@@ -43,6 +43,11 @@ from .scoring import ScorerMixin
 AGE_BRACKETS_ML1M = {1: "Under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55", 56: "56+"}
 
 
+def age_bracket(age) -> np.ndarray:
+    """ML-1M's seven age brackets as ranks 0..6, from ML-1M's codes (1, 18, 25, …) or from ages in years (ML-100k)."""
+    return np.digitize(np.asarray(age, dtype=float), [18, 25, 35, 45, 50, 56])
+
+
 def equivalence_class_sizes(table: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """For every row, how many rows share its values on ``columns`` (its equivalence class)."""
     cols = list(columns)
@@ -71,10 +76,7 @@ def generalise(users: pd.DataFrame, *, zip_digits: int, age_width: int = 1, gend
 
     Returns a frame with ``zip``, ``age``, ``gender`` columns (strings).
     """
-    codes = sorted(AGE_BRACKETS_ML1M)
-    age_rank = users["age"].map({c: i for i, c in enumerate(codes)})
-    if age_rank.isna().any():
-        raise ValueError("age must hold ML-1M's age codes " + str(codes))
+    age_rank = pd.Series(age_bracket(users["age"]), index=users.index)
     group = (age_rank // max(1, age_width)).astype(int)
     return pd.DataFrame({
         "zip": users["zip_code"].astype(str).str.slice(0, zip_digits) if zip_digits > 0 else "*",
@@ -246,7 +248,7 @@ def dp_advantage_bound(epsilon: float, delta: float) -> float:
 
 
 __all__ = [
-    "AGE_BRACKETS_ML1M", "DPSeqRec", "DPSeqRecConfig", "dp_advantage_bound", "equivalence_class_sizes",
+    "AGE_BRACKETS_ML1M", "DPSeqRec", "age_bracket", "DPSeqRecConfig", "dp_advantage_bound", "equivalence_class_sizes",
     "generalise", "k_anonymity", "membership_advantage", "next_item_tensors", "per_user_loss",
     "per_user_loss_batched", "qi_entropy_bits", "train_next_item", "uniqueness", "validate_for_dp",
 ]

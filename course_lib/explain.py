@@ -218,7 +218,8 @@ def deletion_curve(model, histories: torch.Tensor, targets: torch.Tensor, order:
 
     Returns ``{"prob": (len(ks), B), "top1": (len(ks), B)}``: the target's softmax probability
     over all items after the removal, divided by its probability before (1 at ``k = 0``), and
-    whether the target is still ranked first among the items not in the (shortened) history.
+    whether the target is still ranked first among the items not in the original history (a
+    removed item is hidden from the model, not offered back to the user).
     Users with fewer than ``k`` items lose all of them.
     """
     ids = _inputs(model, histories)
@@ -236,7 +237,7 @@ def deletion_curve(model, histories: torch.Tensor, targets: torch.Tensor, order:
             logp = torch.log_softmax(sc[:, 1:], dim=1)
             tg = targets[s:s + batch_size]
             p_k.append(logp.gather(1, (tg - 1)[:, None]).squeeze(1).exp())
-            sc.scatter_(1, cut[s:s + batch_size], -math.inf)
+            sc.scatter_(1, ids[s:s + batch_size], -math.inf)                     # the whole original history
             t_k.append(sc.argmax(1) == tg)
         p = torch.cat(p_k)
         if base is None:

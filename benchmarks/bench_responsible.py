@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_responsible.py --only privacy --dp-epochs 20 --dp-items 1000
 
 **faithfulness** (the committed shop, chronological leave-one-out): SASRec (chapter 04's
-recipe, full cross-entropy) trained for ``--sasrec-budget`` seconds on train + validation;
+recipe, full cross-entropy) trained for ``--sasrec-steps`` steps on train + validation;
 for ``--n-explain`` random users, the top item (history masked) is explained by attention,
 gradient × input, Integrated Gradients (captum) and leave-one-out
 (:mod:`course_lib.explain`); each explanation's deletion curve (``k = 0..--deletion-k`` items
@@ -52,7 +52,7 @@ def faithfulness(args) -> dict:
     torch.manual_seed(args.seed)
     model = SASRec(SASRecConfig(n_items=split.n_items, max_len=args.max_len, d_model=64, n_heads=2, n_layers=2,
                                 dropout=0.2, attn_dropout=0.0))
-    cfg = TrainConfig(epochs=10_000, time_budget_s=args.sasrec_budget, schedule_unit="time", batch_size=128, lr=3e-3,
+    cfg = TrainConfig(epochs=10_000, max_steps=args.sasrec_steps, schedule_unit="steps", batch_size=128, lr=3e-3,
                       warmup=0.05, min_lr_ratio=0.02, clip_norm=1.0, bucket_by_length=True, eval_every=0,
                       seed=args.seed, log_every=0, progress=False)
     trainer = Trainer(model, seqs, collate=SequenceCollator(split.n_items, args.max_len, loss="ce", trim=True,
@@ -129,10 +129,10 @@ def privacy(args) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["faithfulness", "privacy"], default=None)
-    parser.add_argument("--sasrec-budget", type=float, default=60.0)
+    parser.add_argument("--sasrec-steps", type=int, default=250, help="SASRec training steps (the notebook's)")
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--n-explain", type=int, default=600)
-    parser.add_argument("--ig-steps", type=int, default=32)
+    parser.add_argument("--ig-steps", type=int, default=64)
     parser.add_argument("--deletion-k", type=int, default=10)
     parser.add_argument("--dp-items", type=int, default=300)
     parser.add_argument("--dp-max-len", type=int, default=20)

@@ -43,6 +43,8 @@ SLOW_TESTS: frozenset[str] = frozenset({
     "tests/test_text.py::test_minilm_matches_sentence_transformers",  # 4 s
     "tests/test_serve.py::test_micro_batching_batches_and_gives_the_same_answers",  # 4 s
     "tests/test_semantic_ids.py::test_rqvae_trains_quantises_and_keeps_the_planted_clusters",  # 18 s at load 6
+    "tests/test_privacy.py::test_dp_model_passes_opacus_validator_and_trains",  # 17 s, DP-SGD under opacus
+    "tests/test_federated.py::test_one_client_equals_centralised_training",  # 7 s (imports flwr)
 })
 
 

@@ -21,23 +21,23 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course_lib import domains as dm  # noqa: E402
-from course_lib import ranking as R  # noqa: E402
-from course_lib.data import leave_one_out, load_dataset  # noqa: E402
-from course_lib.evaluate import evaluate  # noqa: E402
-from course_lib.features import (  # noqa: E402
+from course_lib import domains as dm
+from course_lib import ranking as R
+from course_lib.data import leave_one_out, load_dataset
+from course_lib.evaluate import evaluate
+from course_lib.features import (
     TIME_CARDINALITIES,
     shop_item_features,
     split_time_features,
     stage_context,
     training_item_mask,
 )
-from course_lib.models.sasrec import SASRec, SASRecConfig  # noqa: E402
-from course_lib.text import TextEncoder, item_texts  # noqa: E402
-from course_lib.towers import build_two_tower, examples, fit_two_tower, user_table  # noqa: E402
-from course_lib.train import SequenceCollator, TrainConfig, Trainer  # noqa: E402
+from course_lib.models.sasrec import SASRec, SASRecConfig
+from course_lib.text import TextEncoder, item_texts
+from course_lib.towers import build_two_tower, examples, fit_two_tower, user_table
+from course_lib.train import SequenceCollator, TrainConfig, Trainer
 
-from _results import save_section  # noqa: E402
+from _results import save_section
 
 OUT = Path(__file__).resolve().parent / "results" / "features.json"
 

@@ -25,14 +25,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_sasrec import TUNED_MODEL, TUNED_TRAIN  # noqa: E402
+from bench_sasrec import TUNED_MODEL, TUNED_TRAIN
 
-from course_lib.data import leave_one_out, load_dataset  # noqa: E402
-from course_lib.models.hstu import HSTU, HSTUConfig  # noqa: E402
-from course_lib.models.sasrec import SASRec, SASRecConfig  # noqa: E402
-from course_lib.train import SequenceCollator, TrainConfig, Trainer  # noqa: E402
+from course_lib.data import leave_one_out, load_dataset
+from course_lib.models.hstu import HSTU, HSTUConfig
+from course_lib.models.sasrec import SASRec, SASRecConfig
+from course_lib.train import SequenceCollator, TrainConfig, Trainer
 
-from _results import save_section  # noqa: E402
+from _results import save_section
 
 OUT = Path(__file__).resolve().parent / "results" / "hstu.json"
 PAPER = {"HSTU-large": {"NDCG@10": 0.1893, "HR@10": 0.3294}, "SASRec": {"NDCG@10": 0.1603, "HR@10": 0.2853}}

@@ -215,7 +215,8 @@ def bad_input_cases(health: dict) -> list[Case]:
     good_item = health.get("example_item")
     cases = [
         Case("malformed JSON", "POST", post, 400, raw=b'{"user_id": 1, "k": ', content_type="application/json"),
-        Case("not JSON (form data)", "POST", post, 415, raw=b"user_id=1&k=5", content_type="application/x-www-form-urlencoded"),  # noqa: E501
+        Case("not JSON (form data)", "POST", post, 415, raw=b"user_id=1&k=5",
+             content_type="application/x-www-form-urlencoded"),
         Case("no body", "POST", post, 422, raw=b"", content_type="application/json"),
         Case("body is a list", "POST", post, 422, body=[1, 2, 3]),
         Case("body is a string", "POST", post, 422, body="recommend me something"),
@@ -238,10 +239,12 @@ def bad_input_cases(health: dict) -> list[Case]:
         Case("history longer than max_len", "POST", post, 422, body={"history": [good_item] * (max_len + 1), "k": 5}),
         Case("unknown field", "POST", post, 422, body={"history": [good_item], "k": 5, "top_k": 5}),
         Case("unknown filter", "POST", post, 422, body={"history": [good_item], "filters": {"colour": "red"}}),
-        Case("unknown category", "POST", post, 422, body={"history": [good_item], "filters": {"categories": ["No Such Category"]}}),  # noqa: E501
+        Case("unknown category", "POST", post, 422,
+             body={"history": [good_item], "filters": {"categories": ["No Such Category"]}}),
         Case("empty category list", "POST", post, 422, body={"history": [good_item], "filters": {"categories": []}}),
         Case("negative price", "POST", post, 422, body={"history": [good_item], "filters": {"min_price": -5}}),
-        Case("min_price > max_price", "POST", post, 422, body={"history": [good_item], "filters": {"min_price": 50, "max_price": 10}}),  # noqa: E501
+        Case("min_price > max_price", "POST", post, 422,
+             body={"history": [good_item], "filters": {"min_price": 50, "max_price": 10}}),
         Case("price as a string", "POST", post, 422, body={"history": [good_item], "filters": {"max_price": "cheap"}}),
         Case("in_stock as a string", "POST", post, 422, body={"history": [good_item], "filters": {"in_stock": "yes"}}),
         Case("exclude_seen as a number", "POST", post, 422, body={"history": [good_item], "exclude_seen": 1}),
@@ -277,7 +280,8 @@ async def _run_cases(url: str, cases: Sequence[Case], timeout_s: float) -> list[
                                          headers=headers if content is not None else {})
                 code = r.status_code
                 try:
-                    message = r.json().get("error", "") if r.headers.get("content-type", "").startswith("application/json") else r.text  # noqa: E501
+                    is_json = r.headers.get("content-type", "").startswith("application/json")
+                    message = r.json().get("error", "") if is_json else r.text
                 except (ValueError, AttributeError):
                     message = r.text
             except httpx.HTTPError as err:

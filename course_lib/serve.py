@@ -190,7 +190,8 @@ def save_bundle(path: str | os.PathLike, model: Any, catalogue: Catalogue, *, ma
         if uid.dtype == object:
             uid = uid.astype(str)
         lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-        flat = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if lengths.sum() else np.zeros(0, np.int64)  # noqa: E501
+        flat = (np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if lengths.sum()
+                else np.zeros(0, np.int64))
         np.savez(path / "users.npz", user_ids=uid, indptr=np.concatenate([[0], np.cumsum(lengths)]), items=flat)
         files.append("users.npz")
     meta = {"format": BUNDLE_FORMAT, "name": name or cls.__name__, "max_len": int(max_len),
@@ -310,7 +311,8 @@ def _load_torch_model(path: Path, precision: str) -> Any:
             model = cls(config_cls(**spec["config"]))
             load_model(model, str(path / "model.safetensors"), strict=True)
     except Exception as err:  # an import, config or shape problem: say which
-        raise BundleError(f"{path}: cannot rebuild {spec['class']} from the bundle ({type(err).__name__}: {err})") from None  # noqa: E501
+        raise BundleError(f"{path}: cannot rebuild {spec['class']} from the bundle "
+                          f"({type(err).__name__}: {err})") from None
     if not isinstance(model, torch.nn.Module):
         if precision != "fp32":
             raise BundleError(f"precision {precision!r} applies to torch modules; {spec['class']} is not one "
@@ -784,7 +786,8 @@ def create_app(service: RecommendationService | None = None, *, bundle: str | os
             return error(400, f"malformed JSON body: {ctx.get('error', 'cannot parse it')}; send a JSON object "
                          'such as {"user_id": 1, "k": 10}')
         clean = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in _merge_union_errors(errors)]
-        return error(422, f"invalid request: {_describe_errors(errors)}", errors=json.loads(json.dumps(clean, default=str)))  # noqa: E501
+        return error(422, f"invalid request: {_describe_errors(errors)}",
+                     errors=json.loads(json.dumps(clean, default=str)))
 
     @app.exception_handler(RequestError)
     async def on_request_error(request: Request, exc: RequestError):

@@ -165,7 +165,8 @@ def test_bundle_to_service_gives_the_same_top10(models, split, name, tmp_path):
                               timeout=30) for u in users]
     for u, r in zip(users, answers):
         assert r.status_code == 200, r.text
-        assert [it["item_id"] for it in r.json()["items"]] == rec.recommend(history[u], k=10, user=u)["item_id"].tolist()  # noqa: E501
+        expected = rec.recommend(history[u], k=10, user=u)["item_id"].tolist()
+        assert [it["item_id"] for it in r.json()["items"]] == expected
 
 
 @pytest.mark.parametrize("name", ["BERT4Rec", "GPTRec"])    # SASRec's export is chapter 07's; these two had none

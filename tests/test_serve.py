@@ -273,7 +273,7 @@ def test_a_failing_model_fails_its_batch_not_the_server():
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             b = S.MicroBatcher(run_batch, pool, max_batch=4)
             b.start()
-            job = lambda k: S.Job(history=np.array([1]), k=k, filters=None, exclude_seen=True, key=None)  # noqa: E731
+            job = lambda k: S.Job(history=np.array([1]), k=k, filters=None, exclude_seen=True, key=None)
             ok = await b.submit(job(3))
             with pytest.raises(RuntimeError, match="exploded"):
                 await b.submit(job(13))
@@ -297,7 +297,8 @@ def test_bundle_round_trip_and_checksums(onnx_bundle, tmp_path):
     meta = json.loads((onnx_bundle / "bundle.json").read_text())
     assert meta["backends"] == ["onnx"] and meta["n_items"] == N_ITEMS and meta["max_len"] == MAX_LEN
     b = S.load_bundle(onnx_bundle)
-    assert b.backend == "onnx" and b.user_ids == USERS and [h.tolist() for h in b.histories] == [h.tolist() for h in HISTORIES]  # noqa: E501
+    assert b.backend == "onnx" and b.user_ids == USERS
+    assert [h.tolist() for h in b.histories] == [h.tolist() for h in HISTORIES]
     assert b.catalogue.item_ids[1:].tolist() == _catalogue().item_ids[1:].tolist()
     assert b.catalogue.in_stock.tolist() == _catalogue().in_stock.tolist()
     with pytest.raises(S.BundleError, match="no torch model"):

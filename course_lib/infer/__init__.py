@@ -43,11 +43,10 @@ from __future__ import annotations
 
 from ..losses import distillation_loss
 from .cache import LRUCache, history_fingerprint
-from .compress import (  # noqa: F401
+from .compress import (
                        CastScorer,
                        OnnxScorer,
                        ScoreModule,
-                       _linear_layers,
                        dequantize_rows,
                        export_onnx,
                        model_size_bytes,
@@ -56,7 +55,8 @@ from .compress import (  # noqa: F401
                        quantize_rows_int8,
                        to_bfloat16,
 )
-from .ranking import NEG_INF, Catalogue, Filters, Recommender, TopK, mask_items  # noqa: F401
+from .compress import _linear_layers as _linear_layers  # private; re-exported for tests/test_infer.py
+from .ranking import NEG_INF, Catalogue, Filters, Recommender, TopK, mask_items
 from .retrieval import (
                        ExactIndex,
                        FaissIndex,
@@ -70,8 +70,9 @@ from .retrieval import (
 )
 
 __all__ = [
-    "Catalogue", "CastScorer", "ExactIndex", "FaissIndex", "Filters", "LRUCache", "OnnxScorer", "Recommender",
-    "ScoreModule", "TopK", "ann_recall", "dequantize_rows", "distillation_loss", "export_onnx", "has_retrieval",
-    "history_fingerprint", "item_vectors", "mask_items", "prune_linear", "quantize_dynamic_int8",
-    "quantize_rows_int8", "retrieval_matches_scores", "model_size_bytes", "sweep_ann", "time_call", "to_bfloat16", "user_vectors",  # noqa: E501
+    "NEG_INF", "Catalogue", "CastScorer", "ExactIndex", "FaissIndex", "Filters", "LRUCache", "OnnxScorer",
+    "Recommender", "ScoreModule", "TopK", "ann_recall", "dequantize_rows", "distillation_loss", "export_onnx",
+    "has_retrieval", "history_fingerprint", "item_vectors", "mask_items", "prune_linear", "quantize_dynamic_int8",
+    "quantize_rows_int8", "retrieval_matches_scores", "model_size_bytes", "sweep_ann", "time_call", "to_bfloat16",
+    "user_vectors",
 ]

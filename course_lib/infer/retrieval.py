@@ -46,7 +46,8 @@ def has_retrieval(model: Any) -> bool:
     """
     if _get_items_attr(model) is None:
         return False
-    return isinstance(model, nn.Module) or any(callable(getattr(model, n, None)) for n in ("user_vector", "hidden", "encode"))  # noqa: E501
+    return isinstance(model, nn.Module) or any(callable(getattr(model, n, None))
+                                               for n in ("user_vector", "hidden", "encode"))
 
 
 def item_vectors(model: Any) -> torch.Tensor:
@@ -237,7 +238,8 @@ class FaissIndex:
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
     def search(self, queries: torch.Tensor | np.ndarray, k: int, *, exclude: Sequence[np.ndarray] | None = None,
-               allowed: np.ndarray | torch.Tensor | None = None, fetch: int | None = None) -> tuple[np.ndarray, np.ndarray]:  # noqa: E501
+               allowed: np.ndarray | torch.Tensor | None = None,
+               fetch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, ids)``, both ``(B, k)``, internal ids (0 and ``-inf`` where nothing is left).
 
         ``allowed`` (``(n_items + 1,)`` booleans, a shared filter) is applied *inside* the search

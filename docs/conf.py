@@ -19,7 +19,7 @@ copyright = "the course authors; code and text MIT, MovieLens under GroupLens' t
 
 extensions = ["myst_nb"]
 nb_execution_mode = "off"          # render the committed outputs; never execute
-nb_output_stderr = "remove-warn"   # keep error-free pages; stderr (progress bars) is noise on the web
+nb_output_stderr = "remove"        # stderr (progress bars, library warnings) is noise on the web
 # Widgets (the quizzes, progress bars) have no saved state in a static page: show the HTML or
 # text beside them instead of an empty widget.
 nb_mime_priority_overrides = [

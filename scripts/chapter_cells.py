@@ -9,8 +9,8 @@
 * The quiz: a ``## Quiz`` heading and a cell ``quiz("NN")`` right after the chapter's last
   exercise (after its "Going further" note, if any), before the summary. The quiz cell's output
   is produced by running that one cell in a kernel (its output does not depend on the rest of
-  the chapter): widgets in JupyterLab, and the questions as HTML, without the answers, for
-  static pages such as the website.
+  the chapter; a later run of the whole chapter replaces it): widgets in JupyterLab, and the
+  questions as HTML, without the answers, for static pages such as the website.
 
 A new chapter gets both cells by running this script once; tests/test_classroom.py fails while
 a chapter lacks them.
@@ -51,8 +51,8 @@ def quiz_position(nb: nbformat.NotebookNode) -> int:
     return at
 
 
-def quiz_outputs(chapter: str) -> list:
-    """Run the quiz cell alone in a kernel and return its outputs."""
+def quiz_outputs(chapter: str) -> tuple[list, int]:
+    """Run the quiz cell alone in a kernel; return its outputs and execution count."""
     from nbclient import NotebookClient
 
     nb = nbformat.v4.new_notebook()
@@ -61,7 +61,7 @@ def quiz_outputs(chapter: str) -> list:
     outputs = nb.cells[0].outputs
     if any(o.output_type == "error" for o in outputs):
         raise RuntimeError(f"the quiz cell of chapter {chapter} failed: {outputs}")
-    return outputs
+    return outputs, nb.cells[0].execution_count
 
 
 def _strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -78,7 +78,8 @@ def apply_quiz(path: Path, check: bool = False) -> bool:
     ids = [c.get("id") for c in nb.cells]
     current = (QUIZ_MD_ID in ids and QUIZ_ID in ids and ids.index(QUIZ_ID) == ids.index(QUIZ_MD_ID) + 1
                and ids.index(QUIZ_MD_ID) == at and nb.cells[at].source == QUIZ_MD
-               and nb.cells[at + 1].source == quiz_source(chapter) and nb.cells[at + 1].outputs)
+               and nb.cells[at + 1].source == quiz_source(chapter) and nb.cells[at + 1].outputs
+               and nb.cells[at + 1].execution_count is not None)
     if current:
         return False
     if check:
@@ -89,7 +90,10 @@ def apply_quiz(path: Path, check: bool = False) -> bool:
     md.id = QUIZ_MD_ID
     code = nbformat.v4.new_code_cell(quiz_source(chapter))
     code.id = QUIZ_ID
-    code.outputs = old.outputs if old is not None and old.outputs else quiz_outputs(chapter)
+    if old is not None and old.outputs and old.execution_count is not None:   # a run of the chapter made them
+        code.outputs, code.execution_count = old.outputs, old.execution_count
+    else:                          # nbval's rule: a cell with outputs was run; this one ran in its own kernel
+        code.outputs, code.execution_count = quiz_outputs(chapter)
     nb.cells[at:at] = [md, code]
     nbformat.write(nb, path)
     return True

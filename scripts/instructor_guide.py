@@ -8,7 +8,8 @@ Sources, never typed by hand:
 
 * laptop minutes: the ``course_run`` metadata that ``scripts/run_notebooks.py --inplace`` writes
   into each committed notebook (the run whose outputs you see), with its cores and load;
-* smoke minutes: ``build/summary-smoke.json`` of ``python scripts/run_notebooks.py --scale smoke``
+* smoke minutes: ``build/summary-smoke.json`` of ``python scripts/run_notebooks.py --scale smoke``,
+  or ``build/smoke_times.json``, which ``make test`` writes (one notebook per test)
   when present (kept in docs/instructors/timings.json once measured);
 * reading minutes: the notebook's prose and code, at 200 words and 20 lines of code a minute;
 * learning objectives: the bullets under the notebook's "Learning objectives" heading.
@@ -64,8 +65,9 @@ def title(nb: nbformat.NotebookNode, path: Path) -> str:
     return nb.cells[0].source.splitlines()[0].lstrip("# ").strip() if nb.cells else path.stem
 
 
-def collect(timings: dict, smoke_summary: Path | None) -> dict:
-    """Update ``timings`` (``{notebook: {...}}``) from the notebooks and a smoke summary."""
+def collect(timings: dict, smoke_summary: Path | None, smoke_times: Path | None = None) -> dict:
+    """Update ``timings`` (``{notebook: {...}}``) from the notebooks, a smoke summary and the
+    smoke seconds that ``make test`` records (``build/smoke_times.json``, tests/test_notebooks.py)."""
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         row = timings.setdefault(path.name, {})
@@ -81,6 +83,10 @@ def collect(timings: dict, smoke_summary: Path | None) -> dict:
             for r in summary["notebooks"]:
                 if r["status"] == "ok" and r["notebook"] in timings:
                     timings[r["notebook"]]["smoke"] = {"minutes": r["minutes"]}
+    if smoke_times and smoke_times.exists():
+        for name, seconds in json.loads(smoke_times.read_text()).items():
+            if name in timings:
+                timings[name]["smoke"] = {"minutes": round(seconds / 60, 2)}
     present = {p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")}
     return {k: v for k, v in sorted(timings.items()) if k in present}
 
@@ -122,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 if chapters.md is out of date")
     parser.add_argument("--smoke-summary", default=str(ROOT / "build" / "summary-smoke.json"))
+    parser.add_argument("--smoke-times", default=str(ROOT / "build" / "smoke_times.json"),
+                        help="seconds per notebook that `make test` recorded")
     args = parser.parse_args(argv)
     stored = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
     if args.check:
@@ -130,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if stale:
             print("docs/instructors/chapters.md is stale: run `python scripts/instructor_guide.py`")
         return 1 if stale else 0
-    timings = collect(stored, Path(args.smoke_summary))
+    timings = collect(stored, Path(args.smoke_summary), Path(args.smoke_times))
     GUIDE.mkdir(parents=True, exist_ok=True)
     TIMINGS.write_text(json.dumps(timings, indent=1, ensure_ascii=False) + "\n")
     CHAPTERS_MD.write_text(render(timings))

@@ -48,9 +48,10 @@ course: data
 # Each notebook is executed once (papermill, smoke scale) by tests/test_notebooks.py, which
 # then compares its # NBVAL_CHECK_OUTPUT cells with the committed outputs (nbval's rules).
 PYTEST := COURSE_SCALE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider --durations=15
-# JOBS=2 (the default) spreads the tests (each notebook is one test) over 2 pytest-xdist workers; JOBS=1: one process.
+# JOBS=2 (the default) spreads the tests (each notebook is one test) over 2 pytest-xdist workers; "worksteal"
+# lets an idle worker take queued tests (with "load", one worker got every notebook); JOBS=1: one process.
 JOBS   ?= 2
-XDIST  := $(if $(filter-out 1,$(JOBS)),-n $(JOBS),)
+XDIST  := $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist worksteal,)
 
 test: lint data
 	$(PYTEST) $(XDIST) tests

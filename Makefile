@@ -27,10 +27,12 @@ help:
 
 # The install runs again only when pyproject.toml changes (or the venv is new).
 # One pip call installs every pinned dependency, torch==2.13.0 (CPU wheel) included,
-# and course_lib itself in editable mode.
+# and course_lib itself in editable mode. --no-compile: pip would byte-compile every installed
+# module (about 40 of its 90 CPU seconds on a fresh venv); Python compiles the few that are
+# imported, on first import.
 $(STAMP): pyproject.toml jupyter/overrides.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e .
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
 	@# JupyterLab for a room of beginners: no "official Jupyter news?" question on first start
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
@@ -47,11 +49,14 @@ course: data
 
 # Each notebook is executed once (papermill, smoke scale) by tests/test_notebooks.py, which
 # then compares its # NBVAL_CHECK_OUTPUT cells with the committed outputs (nbval's rules).
-PYTEST := COURSE_SCALE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider --durations=15
+PYTEST = $(THREADS) COURSE_SCALE=smoke MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider --durations=15
 # JOBS=2 (the default) spreads the tests (each notebook is one test) over 2 pytest-xdist workers; "worksteal"
 # lets an idle worker take queued tests (with "load", one worker got every notebook); JOBS=1: one process.
 JOBS   ?= 2
 XDIST  := $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist worksteal,)
+# With several workers, each worker (and the notebook kernel it starts) computes on one thread:
+# JOBS workers on JOBS cores, instead of 2 x 2 torch/BLAS threads fighting over 2 cores.
+THREADS := $(if $(filter-out 1,$(JOBS)),OMP_NUM_THREADS=1,)
 
 test: lint data
 	$(PYTEST) $(XDIST) tests

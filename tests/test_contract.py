@@ -66,7 +66,13 @@ def _gptrec(n):
     return GPTRec.for_items(n, max_len=MAX_LEN, d_model=16, n_heads=2, n_layers=1)
 
 
-NEURAL = {"SASRec": _sasrec, "GRU4Rec": _gru4rec, "BERT4Rec": _bert4rec, "GPTRec": _gptrec}
+def _hstu(n):
+    from course_lib.models.hstu import HSTU, HSTUConfig
+
+    return HSTU(HSTUConfig(n_items=n, max_len=MAX_LEN, d_model=16, n_heads=2, n_layers=1, dropout=0.1))
+
+
+NEURAL = {"SASRec": _sasrec, "GRU4Rec": _gru4rec, "BERT4Rec": _bert4rec, "GPTRec": _gptrec, "HSTU": _hstu}
 BASELINES = {
     "MostPopular": lambda: MostPopular(),
     "ItemKNN": lambda: ItemKNN(k=10),
@@ -169,7 +175,7 @@ def test_bundle_to_service_gives_the_same_top10(models, split, name, tmp_path):
         assert [it["item_id"] for it in r.json()["items"]] == expected
 
 
-@pytest.mark.parametrize("name", ["BERT4Rec", "GPTRec"])    # SASRec's export is chapter 07's; these two had none
+@pytest.mark.parametrize("name", ["BERT4Rec", "GPTRec", "HSTU"])    # SASRec's export is chapter 07's; these had none
 def test_onnx_export_matches_torch(models, split, name, tmp_path):
     model = models[name]
     path = I.export_onnx(model, tmp_path / f"{name}.onnx", max_len=MAX_LEN, n_items=split.n_items)

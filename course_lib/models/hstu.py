@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from ..attention import LearnedPositionalEmbedding
 from ..data.protocol import PAD
 from ..losses import LOSSES, next_item_loss
+from ..scoring import ScorerMixin
+from ._pretrained import PretrainedMixin
 
 
 @dataclass
@@ -164,8 +166,14 @@ class HSTULayer(nn.Module):
         return (out, w) if return_weights else out
 
 
-class HSTU(nn.Module):
-    """Item (+ position) embeddings → HSTU layers → LayerNorm → tied item scores (SASRec's interface)."""
+class HSTU(ScorerMixin, PretrainedMixin, nn.Module):
+    """Item (+ position) embeddings → HSTU layers → LayerNorm → tied item scores (SASRec's interface).
+
+    A :class:`course_lib.scoring.Scorer`: ``score(users, histories)`` (or ``score(histories)``);
+    saves and loads with ``save_pretrained(dir)`` / ``HSTU.from_pretrained(dir)``.
+    """
+
+    config_class = HSTUConfig
 
     def __init__(self, config: HSTUConfig) -> None:
         super().__init__()
@@ -182,6 +190,10 @@ class HSTU(nn.Module):
     @property
     def max_len(self) -> int:
         return self.config.max_len
+
+    @property
+    def n_items(self) -> int:
+        return self.config.n_items
 
     @property
     def item_embeddings(self) -> torch.Tensor:
@@ -231,21 +243,11 @@ class HSTU(nn.Module):
             x = F.pad(x, (self.config.max_len - x.shape[1], 0), value=PAD)
         return x
 
-    def score(self, histories: torch.Tensor) -> torch.Tensor:
-        """``(B, L)`` left-padded histories → ``(B, n_items + 1)`` next-item scores (column 0 = -inf)."""
+    def _scores(self, histories: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` left-padded histories → ``(B, n_items + 1)`` next-item scores (:class:`ScorerMixin`
+        adds the input checks, eval mode, ``no_grad`` and column 0 = -inf)."""
         h = self(self._inputs(histories))[:, -1]                                 # (B, d)
-        scores = h @ self.item_embeddings.T
-        scores[:, PAD] = -torch.inf
-        return scores
-
-    def score_fn(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
-        """``score_fn(users, histories)`` for :func:`course_lib.evaluate.evaluate` (eval mode, no grad)."""
-        was_training = self.training
-        self.eval()
-        with torch.no_grad():
-            out = self.score(histories).float()
-        self.train(was_training)
-        return out
+        return h @ self.item_embeddings.T
 
     def extra_repr(self) -> str:
         return f"{self.num_parameters():,} parameters; " + ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

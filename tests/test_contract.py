@@ -72,7 +72,14 @@ def _hstu(n):
     return HSTU(HSTUConfig(n_items=n, max_len=MAX_LEN, d_model=16, n_heads=2, n_layers=1, dropout=0.1))
 
 
-NEURAL = {"SASRec": _sasrec, "GRU4Rec": _gru4rec, "BERT4Rec": _bert4rec, "GPTRec": _gptrec, "HSTU": _hstu}
+def _two_tower(n):
+    from course_lib.models.two_tower import TwoTower, TwoTowerConfig
+
+    return TwoTower(TwoTowerConfig(n_items=n, max_len=MAX_LEN, d_model=16, loss="full"))
+
+
+NEURAL = {"SASRec": _sasrec, "GRU4Rec": _gru4rec, "BERT4Rec": _bert4rec, "GPTRec": _gptrec, "HSTU": _hstu,
+          "TwoTower": _two_tower}
 BASELINES = {
     "MostPopular": lambda: MostPopular(),
     "ItemKNN": lambda: ItemKNN(k=10),
@@ -198,13 +205,23 @@ def test_resume_gives_identical_weights(split, name, tmp_path):
             from course_lib.models.gpt_rec import NextItemCollator
 
             return NextItemCollator(split.n_items, MAX_LEN, seed=1)
+        if name == "TwoTower":
+            from course_lib.towers import TowerCollator
+
+            return TowerCollator(split, MAX_LEN)
         return SequenceCollator(split.n_items, MAX_LEN, loss="ce", seed=1)
 
     def trainer(folder):
         torch.manual_seed(0)
         config = TrainConfig(epochs=2, batch_size=16, lr=1e-2, progress=False, log_every=0, eval_every=1,
                              checkpoint_dir=str(folder))
-        return Trainer(NEURAL[name](split.n_items), split.train, collate=collator(), split=split, config=config,
+        if name == "TwoTower":                               # trained on (user, position) examples
+            from course_lib.towers import examples
+
+            data = list(map(tuple, examples(split)))
+        else:
+            data = split.train
+        return Trainer(NEURAL[name](split.n_items), data, collate=collator(), split=split, config=config,
                        device="cpu")
 
     straight = trainer(tmp_path / "a")

@@ -37,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.protocol import PAD
+from ..scoring import check_histories, check_users, mask_padding
 from ._pretrained import PretrainedMixin
 
 UNKNOWN = 1
@@ -265,13 +266,35 @@ class TwoTower(PretrainedMixin, nn.Module):
         s[:, PAD] = -torch.inf
         return s
 
-    def score(self, histories: torch.Tensor) -> torch.Tensor:
-        """``(B, N)`` scores of every item for left-padded ``histories`` ``(B, T)``; users unknown."""
-        return self._scores(histories.long(), None)
+    @property
+    def n_items(self) -> int:
+        return self.config.n_items
+
+    def score(self, users, histories=None) -> torch.Tensor:
+        """``(B, n_items + 1)`` scores of every item (column 0 = -inf): the scoring contract
+        (:class:`course_lib.scoring.Scorer`).
+
+        ``users``: ``(B,)`` internal ids whose row of the user feature table is used (``-1`` or
+        ``None``: unknown users); ``score(histories)`` (one argument) scores unknown users.
+        Runs in eval mode without gradients and restores the training mode afterwards.
+        """
+        if histories is None:
+            users, histories = None, users
+        h = check_histories(histories, self.n_items)
+        users = check_users(users, len(h))
+        device = self.item_known.device
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                out = self._scores(h.to(device), self._lookup_users(users, len(h), device)).float()
+        finally:
+            self.train(was_training)
+        return mask_padding(out)
 
     def score_fn(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
-        """The evaluator's interface: like :meth:`score`, with each user's row of the user table."""
-        return self._scores(histories.long(), self._lookup_users(users, len(histories), histories.device))
+        """The evaluator's interface: the same as :meth:`score`."""
+        return self.score(users, histories)
 
     # ------------------------------------------------------------------ training
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -35,6 +35,7 @@ import torch.nn as nn
 from ..data.protocol import PAD
 from ..losses import LOSSES, next_item_loss
 from ..scoring import ScorerMixin
+from ._common import ItemSequenceMixin
 from ._pretrained import PretrainedMixin
 
 
@@ -99,7 +100,7 @@ def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index[..., None].expand(-1, -1, *x.shape[2:]))
 
 
-class GRU4Rec(ScorerMixin, PretrainedMixin, nn.Module):
+class GRU4Rec(ScorerMixin, ItemSequenceMixin, PretrainedMixin, nn.Module):
     """Item embeddings → GRU → (projection) → scores against the same item embeddings."""
 
     config_class = GRU4RecConfig
@@ -118,18 +119,6 @@ class GRU4Rec(ScorerMixin, PretrainedMixin, nn.Module):
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
 
-    @property
-    def max_len(self) -> int:
-        return self.config.max_len
-
-    @property
-    def n_items(self) -> int:
-        return self.config.n_items
-
-    @property
-    def item_embeddings(self) -> torch.Tensor:
-        """``(n_items + 1, d)`` the item table (row 0 = padding), input and output."""
-        return self.item_emb.weight
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """``(B, T)`` left-padded item ids → ``(B, T, d)`` states (position t has read items ≤ t; 0 at padding)."""

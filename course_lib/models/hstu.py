@@ -41,6 +41,7 @@ from ..attention import LearnedPositionalEmbedding
 from ..data.protocol import PAD
 from ..losses import LOSSES, next_item_loss
 from ..scoring import ScorerMixin
+from ._common import ItemSequenceMixin
 from ._pretrained import PretrainedMixin
 
 
@@ -166,7 +167,7 @@ class HSTULayer(nn.Module):
         return (out, w) if return_weights else out
 
 
-class HSTU(ScorerMixin, PretrainedMixin, nn.Module):
+class HSTU(ScorerMixin, ItemSequenceMixin, PretrainedMixin, nn.Module):
     """Item (+ position) embeddings → HSTU layers → LayerNorm → tied item scores (SASRec's interface).
 
     A :class:`course_lib.scoring.Scorer`: ``score(users, histories)`` (or ``score(histories)``);
@@ -187,21 +188,6 @@ class HSTU(ScorerMixin, PretrainedMixin, nn.Module):
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
 
-    @property
-    def max_len(self) -> int:
-        return self.config.max_len
-
-    @property
-    def n_items(self) -> int:
-        return self.config.n_items
-
-    @property
-    def item_embeddings(self) -> torch.Tensor:
-        """``(n_items + 1, d)`` the item table (row 0 = padding), input and output."""
-        return self.item_emb.weight
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """``(B, W)`` ids → ``(B, W, d)``; positions count from the right, as in SASRec (trimmed batches agree)."""

@@ -40,6 +40,7 @@ from ..attention import LearnedPositionalEmbedding, TransformerBlock, causal_mas
 from ..data.protocol import PAD, pad_array
 from ..losses import LOSSES, next_item_loss
 from ..scoring import ScorerMixin
+from ._common import ItemSequenceMixin
 from ._pretrained import PretrainedMixin
 
 
@@ -98,7 +99,7 @@ class SASRecConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
-class SASRec(ScorerMixin, PretrainedMixin, nn.Module):
+class SASRec(ScorerMixin, ItemSequenceMixin, PretrainedMixin, nn.Module):
     """Item + position embeddings → causal transformer blocks → LayerNorm → tied item scores.
 
     A :class:`course_lib.scoring.Scorer`: ``score(users, histories)`` (or ``score(histories)``);
@@ -134,23 +135,6 @@ class SASRec(ScorerMixin, PretrainedMixin, nn.Module):
             nn.init.normal_(module.weight, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-
-    # ------------------------------------------------------------------ properties
-    @property
-    def max_len(self) -> int:
-        return self.config.max_len
-
-    @property
-    def n_items(self) -> int:
-        return self.config.n_items
-
-    @property
-    def item_embeddings(self) -> torch.Tensor:
-        """``(n_items + 1, d)`` the item table (row 0 = padding), input and output."""
-        return self.item_emb.weight
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     # ------------------------------------------------------------------ forward
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -226,7 +225,6 @@ class DistributedTrainer(Trainer):
 
     def training_step(self, micro_batches: list[Any]) -> float:
         """One optimizer step on this rank's micro-batches of one global batch; returns the global mean loss."""
-        cfg = self.config
         self.model.train()
         micro_batches = [move_to(b, self.device) for b in micro_batches]
         counts = [self.count_fn(b) for b in micro_batches]
@@ -248,17 +246,7 @@ class DistributedTrainer(Trainer):
                 (mean * (n_local * self.ctx.world_size / n_global)).backward()
             loss_sum += float(mean.detach()) * n_local
         value = float(self._all_reduce_sum(loss_sum.reshape(1)).item()) / n_global
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm if cfg.clip_norm else math.inf)
-        lr = cfg.lr * self.lr_factor()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
-        self.step += 1
-        self.history.steps["loss"].append(value)
-        self.history.steps["lr"].append(lr)
-        self.history.steps["grad_norm"].append(float(grad_norm))
-        return value
+        return self._optimizer_step(value)
 
     # ------------------------------------------------------------------ rank-0 duties
     def evaluate(self, stage: str = "valid", *, users: Sequence[int] | None = None,

@@ -347,7 +347,6 @@ class Trainer:
 
     def training_step(self, batch: Any) -> float:
         """One optimizer step on one batch; returns the loss."""
-        cfg = self.config
         self.model.train()
         batch = move_to(batch, self.device)
         loss = self.compute_loss(batch)
@@ -357,6 +356,13 @@ class Trainer:
                 f"{self.optimizer.param_groups[0]['lr']:.3g}), enable clip_norm, or check the data")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        return self._optimizer_step(float(loss.detach()))
+
+    def _optimizer_step(self, loss_value: float) -> float:
+        """After ``backward``: clip the gradients, set the scheduled learning rate, step, and
+        log ``loss_value``, the learning rate and the gradient norm (shared with the
+        distributed trainer, whose loss is averaged over processes first)."""
+        cfg = self.config
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm if cfg.clip_norm else math.inf)
         lr = cfg.lr * self.lr_factor()
@@ -364,11 +370,10 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.step()
         self.step += 1
-        value = float(loss.detach())
-        self.history.steps["loss"].append(value)
+        self.history.steps["loss"].append(loss_value)
         self.history.steps["lr"].append(lr)
         self.history.steps["grad_norm"].append(float(grad_norm))
-        return value
+        return loss_value
 
     def evaluate(self, stage: str = "valid", *, users: Sequence[int] | None = None,
                  ks: Sequence[int] | None = None) -> dict[str, float]:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Chapter 11's two tables: faithfulness of explanations and the DP-SGD privacy–utility curve.
+"""Chapter 11's tables: faithfulness of explanations, the DP-SGD privacy–utility curve, and forgetting a user.
 
     .venv/bin/python benchmarks/bench_responsible.py                 # -> benchmarks/results/responsible.json
     .venv/bin/python benchmarks/bench_responsible.py --only privacy --dp-epochs 20 --dp-items 1000
+    .venv/bin/python benchmarks/bench_responsible.py --only forgetting --forget-users 300
 
 **faithfulness** (the committed shop, chronological leave-one-out): SASRec (chapter 04's
 recipe, full cross-entropy) trained for ``--sasrec-steps`` steps on train + validation;
@@ -20,11 +21,20 @@ non-members of the attack): :class:`course_lib.privacy.DPSeqRec` trained without
 and with DP-SGD (opacus, RDP accountant, user-level, δ = 1/members) at each ``--eps``;
 full-ranking NDCG@10 of the members' test items, opacus' reported ε and noise multiplier,
 and the loss-threshold membership attack's advantage and AUC next to the DP bound.
+
+**forgetting** (the same subset and non-private model): ``--forget-users`` random members
+ask to be erased; (a) retrain from scratch without them (:func:`course_lib.privacy.retrain_without`,
+same recipe and seed), (b) fine-tune them away (:func:`course_lib.privacy.fine_tune_away`:
+``--forget-steps`` steps of gradient ascent on their loss paired with descent on the rest),
+or fine-tune on the rest for one epoch, (c) do nothing. For each: the membership attack's
+AUC and advantage on the forgotten users against the non-members (0.5 = looks never
+seen), the mean loss gap, the remaining members' full-ranking NDCG@10, optimiser steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -93,7 +103,8 @@ def faithfulness(args) -> dict:
             "ig_steps": args.ig_steps, "most_faithful": best, "methods": rows}
 
 
-def privacy(args) -> dict:
+def _dp_subset(args):
+    """ML-1M's ``--dp-items`` most rated items; members / non-members; next-item tensors (as the notebook)."""
     ml = load_dataset("ml-1m")
     inter = ml.interactions
     keep = set(inter["item_id"].value_counts().index[:args.dp_items])
@@ -102,6 +113,11 @@ def privacy(args) -> dict:
     members, non = np.sort(perm[: split.n_users // 2]), np.sort(perm[split.n_users // 2:])
     seqs = [np.concatenate([split.train[u], [split.valid[u]]]) for u in range(split.n_users)]
     x, y = PV.next_item_tensors(seqs, args.dp_max_len)
+    return split, members, non, x, y
+
+
+def privacy(args) -> dict:
+    split, members, non, x, y = _dp_subset(args)
     delta = 1.0 / len(members)
     rows = []
     for eps in [None, *args.eps]:
@@ -126,9 +142,49 @@ def privacy(args) -> dict:
             "max_len": args.dp_max_len, "d_model": args.dp_d, "rows": rows}
 
 
+def forgetting(args) -> dict:
+    split, members, non, x, y = _dp_subset(args)
+
+    def make_model():
+        torch.manual_seed(args.seed)
+        return PV.DPSeqRec(PV.DPSeqRecConfig(n_items=split.n_items, max_len=args.dp_max_len, d_model=args.dp_d))
+
+    recipe = dict(epochs=args.dp_epochs, batch_size=args.dp_batch, lr=3e-3, seed=args.seed)
+    original = PV.train_next_item(make_model(), x[members], y[members], **recipe)
+    forget = np.sort(np.random.default_rng(args.seed + 5).choice(members, size=args.forget_users, replace=False))
+    rest = np.setdiff1d(members, forget)
+    options = {}
+    t = time.perf_counter()
+    options["do nothing"] = (original["model"], 0, 0.0)
+    re = PV.retrain_without(make_model, x[members], y[members], np.searchsorted(members, forget), **recipe)
+    options["retrain without them"] = (re["model"], re["steps"], time.perf_counter() - t)
+    for steps in args.forget_steps:
+        t = time.perf_counter()
+        m = PV.fine_tune_away(original["model"], x[forget], y[forget], steps=steps, lr=1e-3, retain_inputs=x[rest],
+                              retain_labels=y[rest], batch_size=args.dp_batch, seed=args.seed)
+        options[f"fine-tune away, {steps} steps"] = (m, steps, time.perf_counter() - t)
+    t = time.perf_counter()
+    on_rest = PV.train_next_item(copy.deepcopy(original["model"]), x[rest], y[rest], epochs=1,
+                                 batch_size=args.dp_batch, lr=1e-3, seed=args.seed)
+    options["fine-tune on the rest, 1 epoch"] = (on_rest["model"], on_rest["steps"], time.perf_counter() - t)
+    rows = []
+    for name, (m, steps, seconds) in options.items():
+        lf, ln = PV.per_user_loss_batched(m, x[forget], y[forget]), PV.per_user_loss_batched(m, x[non], y[non])
+        mia = PV.membership_advantage(lf, ln)
+        ndcg = evaluate(m, split, "test", users=rest, max_len=args.dp_max_len, device="cpu")["NDCG@10"]
+        rows.append({"option": name, "membership_auc_forgotten": mia["auc"], "advantage_forgotten": mia["advantage"],
+                     "loss_gap_forgotten_minus_nonmembers": float(lf.mean() - ln.mean()), "ndcg10_rest": ndcg,
+                     "optimiser_steps": steps, "seconds": seconds})
+        print(f"  {name:>32}: membership AUC {mia['auc']:.3f}, advantage {mia['advantage']:.3f}, "
+              f"NDCG@10 (rest) {ndcg:.4f}, {steps} steps", flush=True)
+    return {"dataset": f"ml-1m, {args.dp_items} most rated items", "members": len(members), "non_members": len(non),
+            "forgotten": len(forget), "epochs": args.dp_epochs, "batch_size": args.dp_batch,
+            "max_len": args.dp_max_len, "d_model": args.dp_d, "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["faithfulness", "privacy"], default=None)
+    parser.add_argument("--only", choices=["faithfulness", "privacy", "forgetting"], default=None)
     parser.add_argument("--sasrec-steps", type=int, default=250, help="SASRec training steps (the notebook's)")
     parser.add_argument("--max-len", type=int, default=50)
     parser.add_argument("--n-explain", type=int, default=600)
@@ -140,11 +196,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dp-epochs", type=int, default=6)
     parser.add_argument("--dp-batch", type=int, default=512)
     parser.add_argument("--eps", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0, 8.0])
+    parser.add_argument("--forget-users", type=int, default=300, help="members who ask to be forgotten")
+    parser.add_argument("--forget-steps", type=int, nargs="+", default=[2, 5, 10], help="gradient-ascent steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest on a shared machine)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    for name, fn in (("faithfulness", faithfulness), ("privacy", privacy)):
+    for name, fn in (("faithfulness", faithfulness), ("privacy", privacy), ("forgetting", forgetting)):
         if args.only and args.only != name:
             continue
         load_before = os.getloadavg()

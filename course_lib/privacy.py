@@ -21,10 +21,19 @@ and an untied ``nn.Linear`` output), which ``opacus.validators.ModuleValidator``
 **Membership inference** (Yeom et al., 2018): a model's loss is lower on the users it was
 trained on; an attacker who thresholds the loss guesses membership better than chance. Its
 *advantage* ``TPR − FPR`` is bounded under ``(ε, δ)``-DP by ``(e^ε − 1 + 2δ)/(e^ε + 1)``.
+
+**The right to be forgotten** (machine unlearning): after user ``u`` asks to be erased, the
+model should look as if it had never seen ``u``. :func:`retrain_without` is *exact*
+unlearning — train again, same recipe and seed, on everyone else — and the reference the
+cheaper :func:`fine_tune_away` (a few steps of gradient *ascent* on the forgotten users'
+loss, each paired with a descent step on the retained users so that the model does not
+forget everything else) is measured against, by the membership attack above run on the
+forgotten users.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -221,6 +230,50 @@ def train_next_item(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor
     return {"model": plain, "epsilon": eps, "noise_multiplier": sigma, "steps": steps, "losses": losses}
 
 
+# ----------------------------------------------------------------------------- the right to be forgotten
+
+def retrain_without(make_model, inputs: torch.Tensor, labels: torch.Tensor, forget: Sequence[int],
+                    **train_kw) -> dict:
+    """Exact unlearning: :func:`train_next_item` on a fresh ``make_model()`` with the rows ``forget`` removed.
+
+    ``inputs``/``labels`` are ``(N, T)`` (one row per user); ``forget`` the row indices to erase;
+    ``train_kw`` the recipe (epochs, batch_size, lr, seed, …) of the original model. Returns
+    :func:`train_next_item`'s dict.
+    """
+    drop = np.zeros(len(inputs), dtype=bool)
+    drop[np.asarray(forget, dtype=np.int64)] = True
+    keep = torch.from_numpy(np.flatnonzero(~drop))
+    return train_next_item(make_model(), inputs[keep], labels[keep], **train_kw)
+
+
+def fine_tune_away(model: nn.Module, forget_inputs: torch.Tensor, forget_labels: torch.Tensor, *, steps: int,
+                   lr: float = 1e-3, retain_inputs: torch.Tensor | None = None,
+                   retain_labels: torch.Tensor | None = None, batch_size: int = 256, seed: int = 0) -> nn.Module:
+    """Approximate unlearning: a *copy* of ``model`` after ``steps`` Adam steps on
+    ``−loss(forget) + loss(retain batch)``.
+
+    The first term is gradient ascent on the forgotten users' next-item loss (all of them
+    every step: the set is small); the second, when ``retain_*`` are given, a descent step on a
+    random batch of ``batch_size`` retained users, which keeps the model useful for them.
+    ``steps = 0`` returns an unchanged copy. ``model`` itself is not modified.
+    """
+    out = copy.deepcopy(model)
+    if steps <= 0:
+        return out.eval()
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(out.parameters(), lr=lr)
+    out.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = -per_user_loss(out, forget_inputs, forget_labels).mean()
+        if retain_inputs is not None:
+            rows = torch.randint(len(retain_inputs), (min(batch_size, len(retain_inputs)),), generator=g)
+            loss = loss + per_user_loss(out, retain_inputs[rows], retain_labels[rows]).mean()
+        loss.backward()
+        opt.step()
+    return out.eval()
+
+
 # ----------------------------------------------------------------------------- membership inference
 
 def membership_advantage(member_losses: Sequence[float], nonmember_losses: Sequence[float]) -> dict[str, float]:
@@ -249,6 +302,6 @@ def dp_advantage_bound(epsilon: float, delta: float) -> float:
 
 __all__ = [
     "AGE_BRACKETS_ML1M", "DPSeqRec", "age_bracket", "DPSeqRecConfig", "dp_advantage_bound", "equivalence_class_sizes",
-    "generalise", "k_anonymity", "membership_advantage", "next_item_tensors", "per_user_loss",
-    "per_user_loss_batched", "qi_entropy_bits", "train_next_item", "uniqueness", "validate_for_dp",
+    "fine_tune_away", "generalise", "k_anonymity", "membership_advantage", "next_item_tensors", "per_user_loss",
+    "per_user_loss_batched", "qi_entropy_bits", "retrain_without", "train_next_item", "uniqueness", "validate_for_dp",
 ]

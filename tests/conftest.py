@@ -45,6 +45,8 @@ SLOW_TESTS: frozenset[str] = frozenset({
     "tests/test_semantic_ids.py::test_rqvae_trains_quantises_and_keeps_the_planted_clusters",  # 18 s at load 6
     "tests/test_privacy.py::test_dp_model_passes_opacus_validator_and_trains",  # 17 s, DP-SGD under opacus
     "tests/test_federated.py::test_one_client_equals_centralised_training",  # 7 s (imports flwr)
+    "tests/test_privacy.py::test_retrain_without_is_training_on_the_reduced_data_with_the_same_seed",  # 21 s at load 4
+    "tests/test_privacy.py::test_fine_tune_away_erases_the_membership_signal_of_the_forgotten_users",  # 5 s, 60 epochs
 })
 
 

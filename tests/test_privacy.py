@@ -94,3 +94,59 @@ def test_dp_bound():
     assert P.dp_advantage_bound(1.0, 0.0) == pytest.approx((math.e - 1) / (math.e + 1))
     eps = [0.5, 1, 2, 8]
     assert all(P.dp_advantage_bound(a, 1e-4) < P.dp_advantage_bound(b, 1e-4) for a, b in itertools.pairwise(eps))
+
+
+def _memorised(n_users=60, n_items=30, seed=0):
+    """Random (unplanted) sequences: a model can only lower their loss by memorising its members."""
+    rng = np.random.default_rng(seed)
+    seqs = [rng.integers(1, n_items + 1, 8) for _ in range(n_users)]
+    return P.next_item_tensors(seqs, 8)
+
+
+def _weights(model):
+    return [p.detach().clone() for p in model.state_dict().values()]
+
+
+def test_retrain_without_is_training_on_the_reduced_data_with_the_same_seed():
+    x, y = _memorised()
+    forget = [3, 17, 40]
+
+    def make():
+        torch.manual_seed(0)
+        return P.DPSeqRec(P.DPSeqRecConfig(n_items=30, max_len=8, d_model=16))
+
+    kw = dict(epochs=2, batch_size=16, lr=1e-2, seed=1)
+    keep = [i for i in range(len(x)) if i not in forget]
+    ref = P.train_next_item(make(), x[keep], y[keep], **kw)["model"]
+    got = P.retrain_without(make, x, y, forget, **kw)["model"]
+    for a, b in zip(_weights(ref), _weights(got)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with_them = P.train_next_item(make(), x, y, **kw)["model"]                   # forgetting changed something
+    assert any(not torch.equal(a, b) for a, b in zip(_weights(with_them), _weights(got)))
+
+
+def test_fine_tune_away_erases_the_membership_signal_of_the_forgotten_users():
+    x, y = _memorised(n_users=80)
+    members, non = np.arange(40), np.arange(40, 80)
+    forget, rest = members[:10], members[10:]
+    torch.manual_seed(0)
+    model = P.DPSeqRec(P.DPSeqRecConfig(n_items=30, max_len=8, d_model=32))
+    model = P.train_next_item(model, x[members], y[members], epochs=60, batch_size=20, lr=1e-2, seed=0)["model"]
+
+    def auc(m):
+        return P.membership_advantage(P.per_user_loss_batched(m, x[forget], y[forget]),
+                                      P.per_user_loss_batched(m, x[non], y[non]))["auc"]
+
+    before = auc(model)
+    assert before > 0.9                                                          # memorised: the attack wins
+    kept = _weights(model)
+    same = P.fine_tune_away(model, x[forget], y[forget], steps=0)
+    assert all(torch.equal(a, b) for a, b in zip(kept, _weights(same)))
+    after = P.fine_tune_away(model, x[forget], y[forget], steps=15, lr=1e-2, retain_inputs=x[rest],
+                             retain_labels=y[rest], batch_size=20)
+    assert all(torch.equal(a, b) for a, b in zip(kept, _weights(model)))          # the original is untouched
+    assert auc(after) < before - 0.4, (before, auc(after))
+    rest_before = P.per_user_loss_batched(model, x[rest], y[rest]).mean()
+    rest_after = P.per_user_loss_batched(after, x[rest], y[rest]).mean()
+    forget_after = P.per_user_loss_batched(after, x[forget], y[forget]).mean()
+    assert forget_after - P.per_user_loss_batched(model, x[forget], y[forget]).mean() > rest_after - rest_before

@@ -156,8 +156,8 @@ def ladder_section(model, split, args, save=None, previous=None, command="") -> 
              ("4 + final block at the last position only (encode_last, left padding + mask)", encode("left")),
              ("5 + right padding: fused SDPA with is_causal, no mask (encode_last default)", encode("right")),
              ("6 + buckets of 8,192 positions, not 32,768 (encode_last batch_tokens=8192)", encode("right", 8192)),
-             ("7 + one pass per bucket: encode, score, mask one slice of all histories end to end, top-10 "
-              "(recommend_all, workers=1)", recommender("auto", workers=1)),
+             ("7 + no per-batch Python: buckets encoded, then 1,024 users at a time scored, masked with one "
+              "fill (all histories end to end) and ranked (recommend_all, workers=1)", recommender("auto", workers=1)),
              ("8 + 2 Python threads taking buckets, 1 torch thread each (inter-op, not intra-op; "
               "recommend_all, workers=2)", recommender("auto", workers=2)),
              ("Recommender.recommend_all (library, fast_path=auto)", recommender("auto")),

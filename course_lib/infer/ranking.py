@@ -10,6 +10,7 @@ score columns, ``k`` the list length.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterable, Sequence
@@ -631,11 +632,11 @@ class Recommender:
 
         With the fast path on (see ``fast_path``), users are sorted by history length and cut
         into buckets of at most ``batch_tokens`` positions (rows × the bucket's longest
-        history read) and ``batch_size`` rows; each bucket is encoded, scored, masked (one
-        fill over the bucket's slice of all histories laid end to end) and ranked in one go.
-        ``workers`` threads (``"auto"``: ``torch.get_num_threads()``) each take buckets with
-        one torch thread apiece (the ops release the GIL): at ``d = 64`` splitting the users
-        scales better than splitting each matrix product. While they run, torch's thread
+        history read), each encoded in one pass; then ``batch_size`` users at a time are
+        scored, masked (one fill over their slice of all histories laid end to end) and
+        ranked. ``workers`` threads (``"auto"``: ``torch.get_num_threads()``) take buckets and
+        chunks with one torch thread apiece (the ops release the GIL): at ``d = 64`` splitting
+        the users scales better than splitting each matrix product. While they run, torch's thread
         count is 1 process-wide; it is restored afterwards. The lists equal the plain
         path's (measured in ``benchmarks/bench_inference.py``, tested in ``tests/test_infer.py``).
         """
@@ -695,16 +696,18 @@ class Recommender:
         if n_empty:                                   # no history: the popularity fallback of score
             self._recommend_rows(history, users, order[:n_empty], k, filters, exclude_seen, ids, scores, source)
         order = order[n_empty:]
+        m = len(order)
         width = read[order]                            # ascending
-        bounds, start = [], 0
-        while start < len(order):                      # consecutive rows: ≤ batch_tokens positions, ≤ batch_size rows
-            end = min(len(order), start + self.batch_size)
-            fits = np.arange(1, end - start + 1) * width[start:end] <= batch_tokens   # rows × widest so far
-            stop = start + max(1, int(fits.sum()))                                      # (fits is True, then False)
-            bounds.append((start, stop))
+        buckets, start = [], 0
+        while start < m:                               # consecutive rows, ≤ batch_tokens positions (rows × widest)
+            end = min(m, start + batch_tokens)         # never more rows than positions
+            fits = np.arange(1, end - start + 1) * width[start:end] <= batch_tokens   # True, then False
+            stop = start + max(1, int(fits.sum()))
+            buckets.append((start, stop))
             start = stop
+        chunks = [(start, min(start + self.batch_size, m)) for start in range(0, m, self.batch_size)]
         seen = [history[u] for u in users[order]] if exclude_seen else None
-        if seen is not None:                           # every history end to end; a bucket reads one slice
+        if seen is not None:                           # every history end to end; a chunk reads one slice
             seen_len = np.fromiter((len(s) for s in seen), dtype=np.int64, count=len(seen))
             seen_ptr = np.concatenate([[0], np.cumsum(seen_len)])
             seen_flat = torch.from_numpy(np.concatenate(seen)) if len(seen) else torch.zeros(0, dtype=torch.long)
@@ -712,12 +715,16 @@ class Recommender:
         N = items.shape[0]
         banned = (~self.catalogue.allowed(filters).to(self.device)) if filters is not None and filters.active \
             else None
+        vectors: list[torch.Tensor | None] = [None] * len(buckets)
 
-        def bucket(a: int, b: int):
-            pos = order[a:b]
+        def encode(i: int) -> None:                     # one length bucket → its users' vectors
+            a, b = buckets[i]
             with torch.inference_mode():
-                vectors = self.model.encode_last([history[u][-self.max_len:] for u in users[pos]])
-                s = vectors.to(self.device).float() @ items.T                          # (B, N)
+                vectors[i] = self.model.encode_last([history[u][-self.max_len:] for u in users[order[a:b]]])
+
+        def rank(a: int, b: int, U: torch.Tensor):      # batch_size users → scores, mask, top-k
+            with torch.inference_mode():
+                s = U[a:b] @ items.T                                                   # (B, N)
                 if seen is not None:
                     rows = torch.from_numpy(np.repeat(np.arange(b - a) * N, seen_len[a:b]))
                     s.view(-1).index_fill_(0, (rows + seen_flat[seen_ptr[a]:seen_ptr[b]]).to(self.device),
@@ -726,25 +733,27 @@ class Recommender:
                 if banned is not None:
                     s.masked_fill_(banned, NEG_INF)
                 top_scores, top_ids = torch.topk(s, k, dim=1)
-            return pos, top_ids.masked_fill(~torch.isfinite(top_scores), PAD), top_scores
+            return top_ids.masked_fill(~torch.isfinite(top_scores), PAD), top_scores
 
-        workers = max(1, min(workers, len(bounds)))
-        if workers == 1:
-            parts = [bucket(a, b) for a, b in bounds]
-        else:
-            # The biggest buckets first, so that no thread is left with a long one at the end.
-            cost = [(b - a) * (int(width[b - 1]) + N // 16) for a, b in bounds]
-            todo = [bounds[i] for i in np.argsort(cost, kind="stable")[::-1]]
-            threads = torch.get_num_threads()
+        workers = max(1, min(workers, len(buckets)))
+        # The biggest buckets first, so that no thread is left with a long one at the end.
+        todo = np.argsort([(b - a) * int(width[b - 1]) for a, b in buckets], kind="stable")[::-1].tolist()
+        threads = torch.get_num_threads()
+        if workers > 1:
             torch.set_num_threads(1)
-            try:
-                with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                    parts = list(pool.map(lambda ab: bucket(*ab), todo))
-            finally:
-                torch.set_num_threads(threads)
-        for pos, top_ids, top_scores in parts:
-            ids[torch.from_numpy(pos)] = top_ids.cpu()
-            scores[torch.from_numpy(pos)] = top_scores.cpu()
+        try:
+            with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) \
+                    if workers > 1 else contextlib.nullcontext() as pool:
+                run = pool.map if pool is not None else map
+                list(run(encode, todo))
+                U = torch.cat(vectors).to(self.device).float() if vectors else torch.zeros((0, 1))   # (m, d)
+                parts = list(run(lambda ab: rank(*ab, U), chunks))
+        finally:
+            torch.set_num_threads(threads)
+        sorted_ids = torch.cat([t[0] for t in parts]).cpu() if parts else ids[:0]
+        sorted_scores = torch.cat([t[1] for t in parts]).cpu() if parts else scores[:0]
+        ids[torch.from_numpy(order)] = sorted_ids
+        scores[torch.from_numpy(order)] = sorted_scores
         return TopK(ids=ids, scores=scores, source=source)
 
     def score_fn(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:

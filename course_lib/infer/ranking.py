@@ -334,7 +334,8 @@ class Recommender:
         catalogue: the :class:`Catalogue` (or a ``LeaveOneOutSplit``, whose catalogue is used).
         max_len: histories are left-padded / left-truncated to this many items.
         device: where to compute (default: the model's device, else CPU).
-        batch_size: users scored per forward pass.
+        batch_size: users scored per forward pass (in ``recommend_all``'s fast path: users
+            scored and ranked per step; its forward passes are sized by ``batch_tokens``).
         cache_size: keep this many users' vectors (or score rows, for models without
             ``user_vector``) in an :class:`LRUCache`; 0 = no cache. Cached rows are keyed by a
             user key and checked against the fingerprint of the history they were computed

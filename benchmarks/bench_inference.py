@@ -79,7 +79,7 @@ def train_model(split, args) -> tuple[SASRec, dict]:
                                         "steps": trainer.step}
 
 
-def ladder_section(model, split, args, save=None) -> dict:
+def ladder_section(model, split, args, save=None, previous=None, command="") -> dict:
     """Top-10 for every ML-1M user from histories at max_len 200: one saving at a time (issue 13).
 
     Each step keeps the previous ones and adds one; each is timed 3× (median), in
@@ -133,20 +133,20 @@ def ladder_section(model, split, args, save=None) -> dict:
                 parts.append((rows, rank(hidden @ E.T, rows)))
         return collect(parts, len(H))
 
-    def encode(layout):                # + the final block at the last position only (+ right padding, is_causal)
+    def encode(layout, batch_tokens=32_768):   # + the final block at the last position only (+ right padding, ...)
         def run():
             with torch.inference_mode():
-                U = model.encode_last(H, layout=layout)
+                U = model.encode_last(H, layout=layout, batch_tokens=batch_tokens)
                 parts = [(rows, rank(U[rows] @ E.T, rows))
                          for rows in np.array_split(np.arange(len(H)), max(1, len(H) // 1024))]
             return collect(parts, len(H))
         return run
 
-    def recommender(fast):
+    def recommender(fast, **options):
         rec = Recommender(model, catalogue, max_len=200, batch_size=1024, fast_path=fast)
 
         def run():
-            top = rec.recommend_all(split, "test", k=10)
+            top = rec.recommend_all(split, "test", k=10, **options)
             return top.ids, top.scores
         return run
 
@@ -155,26 +155,36 @@ def ladder_section(model, split, args, save=None) -> dict:
              ("3 + length buckets (no padding to 200)", buckets),
              ("4 + final block at the last position only (encode_last, left padding + mask)", encode("left")),
              ("5 + right padding: fused SDPA with is_causal, no mask (encode_last default)", encode("right")),
+             ("6 + buckets of 8,192 positions, not 32,768 (encode_last batch_tokens=8192)", encode("right", 8192)),
+             ("7 + no per-batch Python: buckets encoded, then 1,024 users at a time scored, masked with one "
+              "fill (all histories end to end) and ranked (recommend_all, workers=1)", recommender("auto", workers=1)),
+             ("8 + 2 Python threads taking buckets, 1 torch thread each (inter-op, not intra-op; "
+              "recommend_all, workers=2)", recommender("auto", workers=2)),
              ("Recommender.recommend_all (library, fast_path=auto)", recommender("auto")),
              ("Recommender.recommend_all, fast_path=False (the wrapper before)", recommender(False))]
     out = {"users": len(H), "max_len": 200, "mean_history_read": float(lengths.mean()),
            "load_average_start": load(), "target_s": 1.0,
            "note": "wall_s counts the other sessions' work on the shared machine too; cpu_s is this "
-                   "process's CPU time (with 2 threads, both threads' time, spin-waiting included)"}
-    ref = None
+                   "process's CPU time (with 2 threads, both threads' time, spin-waiting included). "
+                   "Step 8 runs 2 Python threads whatever the torch thread count: at threads=1 its wall "
+                   "time uses both cores and only its cpu_s compares with the steps above. "
+                   "Recommender.recommend_all's default is workers='auto' = torch.get_num_threads()"}
+    if args.ladder_merge and isinstance(previous, dict):
+        for key, value in previous.items():         # thread counts measured by an earlier command
+            if key.startswith(("threads=", "command threads=")) and int(key.split("=")[1]) not in args.ladder_threads:
+                out[key] = value
+    ref = plain()                                     # the reference lists (untimed)
     slow = {steps[0][0], steps[1][0], steps[-1][0]}
     for threads in args.ladder_threads:
         torch.set_num_threads(threads)
-        todo = [(name, fn) for name, fn in steps
-                if ref is None or threads not in args.ladder_fast_only_threads or name not in slow]
+        out[f"command threads={threads}"] = command
+        todo = [(name, fn) for name, fn in steps if threads not in args.ladder_fast_only_threads or name not in slow]
         rows = {name: {"wall_s": [], "cpu_s": [], "load_average": []} for name, _ in todo}
         for r in range(args.repeats + 1):                                     # round 0 warms up
             for name, fn in todo:
                 w0, c0 = time.perf_counter(), time.process_time()
                 ids, vals = fn()
                 wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-                if ref is None:
-                    ref = (ids, vals)
                 if r == 0:
                     rows[name]["rows_differing_from_plain"] = int((ids != ref[0]).any(dim=1).sum())
                     rows[name]["max_abs_score_diff"] = float((vals - ref[1]).abs().max())
@@ -422,6 +432,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ladder-fast-only-threads", type=int, nargs="*", default=[],
                         help="at these thread counts skip the slow steps (plain loop, inference_mode, the old "
                              "wrapper); their lists are still compared with the plain loop's")
+    parser.add_argument("--ladder-merge", action="store_true",
+                        help="keep the ladder's other thread counts from the JSON file (measured by an earlier "
+                             "command, recorded under 'command threads=N')")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per ladder step (the median is kept)")
     parser.add_argument("--pinning", nargs="+", default=["shared", "pinned"], choices=["shared", "pinned"],
                         help="service: client and server on the same cores, or pinned to different ones")
@@ -459,7 +472,8 @@ def main(argv: list[str] | None = None) -> None:
 
     threads = torch.get_num_threads()
     if "ladder" in args.sections:
-        save("topk_ladder", ladder_section(model, split, args, save=lambda part: save("topk_ladder", part)))
+        save("topk_ladder", ladder_section(model, split, args, save=lambda part: save("topk_ladder", part),
+                                           previous=result.get("topk_ladder"), command=command))
         torch.set_num_threads(threads)
     if "onnx" in args.sections:
         save("topk_onnx", onnx_section(model, split, args))

@@ -345,6 +345,49 @@ def test_recommend_all_fast_path_equals_the_plain_loop():
     torch.testing.assert_close(top.scores, ref.values, rtol=1e-5, atol=1e-5)
 
 
+def test_recommend_all_buckets_and_worker_threads_give_the_plain_lists():
+    """The one-pass buckets on 1-3 threads: ids identical to the plain loop's, with filters, subsets, no mask."""
+    rng = np.random.default_rng(6)
+    rows = []
+    for u in range(70):
+        items = rng.choice(np.arange(1, N_ITEMS + 1), size=rng.integers(3, 30), replace=False)
+        rows += [(u, int(1000 + i), t) for t, i in enumerate(items)]
+    split = leave_one_out(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]))
+    from course_lib.models.sasrec import SASRec, SASRecConfig
+
+    torch.manual_seed(2)
+    m = SASRec(SASRecConfig(n_items=split.n_items, max_len=MAX_LEN, d_model=16, n_heads=2, init_std=0.3)).eval()
+    hist = split.history("test")
+    assert any(len(h) > MAX_LEN for h in hist) and any(len(h) <= MAX_LEN for h in hist)
+    ref = _plain_topk(m, hist, 10)
+    threads = torch.get_num_threads()
+    for workers, batch_tokens, batch_size in [(1, 8192, 1024), (2, 8192, 1024), (2, 7, 5), (3, 1, 4), (1, 20, 3)]:
+        rec = I.Recommender(m, split, max_len=MAX_LEN, batch_size=batch_size)
+        top = rec.recommend_all(split, "test", k=10, workers=workers, batch_tokens=batch_tokens)
+        assert rec.fast_path is True
+        assert torch.equal(top.ids, ref.indices), (workers, batch_tokens, batch_size)
+        torch.testing.assert_close(top.scores, ref.values, rtol=1e-5, atol=1e-5)
+        assert top.source == ["model"] * split.n_users
+        assert torch.get_num_threads() == threads                      # the thread count is restored
+    # filters, a subset of users in any order, and no masking: the same as the plain path of the wrapper
+    fast = I.Recommender(m, split, max_len=MAX_LEN, batch_size=4)
+    slow = I.Recommender(m, split, max_len=MAX_LEN, batch_size=4, fast_path=False)
+    users = rng.permutation(split.n_users)[:25]
+    shelf = I.Filters(exclude_items=tuple(range(1, split.n_items + 1, 3)))
+    for options in [dict(filters=shelf), dict(exclude_seen=False), dict(users=users), dict(users=users, filters=shelf)]:
+        a = fast.recommend_all(split, "test", k=10, workers=2, batch_tokens=16, **options)
+        b = slow.recommend_all(split, "test", k=10, **options)
+        assert torch.equal(a.ids, b.ids), options
+        torch.testing.assert_close(a.scores, b.scores, rtol=1e-5, atol=1e-5)
+    a = fast.recommend_all(split, "test", k=10, filters=shelf, workers=2)
+    assert not np.isin(a.ids.numpy(), shelf.exclude_items).any()
+    for bad in (0, -1, 1.5, True, "two"):
+        with pytest.raises(ValueError, match="workers"):
+            fast.recommend_all(split, "test", workers=bad)
+    with pytest.raises(ValueError, match="batch_tokens"):
+        fast.recommend_all(split, "test", batch_tokens=0)
+
+
 def test_cached_user_vectors_of_sasrec_equal_the_full_forward(catalogue):
     m = _sasrec(2)
     hist = _random_histories(20, lo=1, hi=2 * MAX_LEN)

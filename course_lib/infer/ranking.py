@@ -10,6 +10,7 @@ score columns, ``k`` the list length.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterable, Sequence
@@ -333,7 +334,8 @@ class Recommender:
         catalogue: the :class:`Catalogue` (or a ``LeaveOneOutSplit``, whose catalogue is used).
         max_len: histories are left-padded / left-truncated to this many items.
         device: where to compute (default: the model's device, else CPU).
-        batch_size: users scored per forward pass.
+        batch_size: users scored per forward pass (in ``recommend_all``'s fast path: users
+            scored and ranked per step; its forward passes are sized by ``batch_tokens``).
         cache_size: keep this many users' vectors (or score rows, for models without
             ``user_vector``) in an :class:`LRUCache`; 0 = no cache. Cached rows are keyed by a
             user key and checked against the fingerprint of the history they were computed
@@ -622,33 +624,137 @@ class Recommender:
 
     def recommend_all(self, split: LeaveOneOutSplit, stage: str = "test", k: int = 10, *,
                       filters: Filters | None = None, exclude_seen: bool = True,
-                      users: Sequence[int] | None = None) -> TopK:
+                      users: Sequence[int] | None = None, workers: int | str = "auto",
+                      batch_tokens: int = 8192) -> TopK:
         """Top-``k`` for every user of ``split`` (or ``users``) at ``stage``.
 
         The model reads the last ``max_len`` items; with ``exclude_seen`` the *whole* history
         is masked (as the evaluator does).
+
+        With the fast path on (see ``fast_path``), users are sorted by history length and cut
+        into buckets of at most ``batch_tokens`` positions (rows × the bucket's longest
+        history read), each encoded in one pass; then ``batch_size`` users at a time are
+        scored, masked (one fill over their slice of all histories laid end to end) and
+        ranked. ``workers`` threads (``"auto"``: ``torch.get_num_threads()``) take buckets and
+        chunks with one torch thread apiece (the ops release the GIL): at ``d = 64`` splitting
+        the users scales better than splitting each matrix product. While they run, torch's thread
+        count is 1 process-wide; it is restored afterwards. The lists equal the plain
+        path's (measured in ``benchmarks/bench_inference.py``, tested in ``tests/test_infer.py``).
         """
         k = _check_k(k, self.n_items)
         if split.n_items != self.n_items:
             raise ValueError(f"the split has {split.n_items} items but the catalogue has {self.n_items}")
+        if filters is not None:
+            self.catalogue.check(filters)
+        if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
+                                  or workers < 1):
+            raise ValueError(f"workers must be a positive integer or 'auto', got {workers!r}")
+        if isinstance(batch_tokens, bool) or not isinstance(batch_tokens, (int, np.integer)) or batch_tokens < 1:
+            raise ValueError(f"batch_tokens must be a positive integer, got {batch_tokens!r}")
         history = split.history(stage)
         users = np.arange(split.n_users) if users is None else np.asarray(users, dtype=np.int64)
+        read = np.fromiter((min(len(history[u]), self.max_len) for u in users), dtype=np.int64, count=len(users))
+        if self.fast_path is None and (read > 0).any():
+            last = np.argsort(read, kind="stable")[-16:]                      # the longest: all of max_len read
+            longest = users[last[read[last] > 0]]
+            self.fast_path = self._check_fast(pad_sequences([history[u] for u in longest], self.max_len),
+                                              torch.as_tensor(longest, dtype=torch.long))
+        if self.fast_path:
+            return self._recommend_all_fast(history, users, read, k, filters, exclude_seen,
+                                            torch.get_num_threads() if workers == "auto" else int(workers),
+                                            int(batch_tokens))
         ids = torch.zeros((len(users), k), dtype=torch.long)
         scores = torch.full((len(users), k), NEG_INF)
         source = [""] * len(users)
         # Users with similar history lengths share a batch (less padding to cut, see trim_padding).
-        order = np.argsort([min(len(history[u]), self.max_len) for u in users], kind="stable") \
-            if self.trim_padding is not False else np.arange(len(users))
+        order = np.argsort(read, kind="stable") if self.trim_padding is not False else np.arange(len(users))
         for start in range(0, len(users), self.batch_size):
             pos = order[start:start + self.batch_size]
-            batch = users[pos]
-            seqs = [history[u] for u in batch]
-            top = self.topk(pad_sequences(seqs, self.max_len), k, filters=filters, exclude_seen=exclude_seen,
-                            seen=seqs if exclude_seen else None, users=batch)
-            ids[torch.from_numpy(pos)] = top.ids.cpu()
-            scores[torch.from_numpy(pos)] = top.scores.cpu()
-            for j, p in enumerate(pos):
-                source[p] = top.source[j]
+            self._recommend_rows(history, users, pos, k, filters, exclude_seen, ids, scores, source)
+        return TopK(ids=ids, scores=scores, source=source)
+
+    def _recommend_rows(self, history, users, pos, k, filters, exclude_seen, ids, scores, source) -> None:
+        """The generic path for the users at positions ``pos``: ``topk`` of their padded histories."""
+        batch = users[pos]
+        seqs = [history[u] for u in batch]
+        top = self.topk(pad_sequences(seqs, self.max_len), k, filters=filters, exclude_seen=exclude_seen,
+                        seen=seqs if exclude_seen else None, users=batch)
+        ids[torch.from_numpy(pos)] = top.ids.cpu()
+        scores[torch.from_numpy(pos)] = top.scores.cpu()
+        for j, p in enumerate(pos):
+            source[p] = top.source[j]
+
+    def _recommend_all_fast(self, history, users, read, k, filters, exclude_seen, workers, batch_tokens) -> TopK:
+        """``recommend_all`` through ``encode_last``: length buckets, one pass each, on ``workers`` threads."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = len(users)
+        ids = torch.zeros((n, k), dtype=torch.long)
+        scores = torch.full((n, k), NEG_INF)
+        source = ["model"] * n
+        order = np.argsort(read, kind="stable")
+        n_empty = int((read == 0).sum())
+        if n_empty:                                   # no history: the popularity fallback of score
+            self._recommend_rows(history, users, order[:n_empty], k, filters, exclude_seen, ids, scores, source)
+        order = order[n_empty:]
+        m = len(order)
+        width = read[order]                            # ascending
+        buckets, start = [], 0
+        while start < m:                               # consecutive rows, ≤ batch_tokens positions (rows × widest)
+            end = min(m, start + batch_tokens)         # never more rows than positions
+            fits = np.arange(1, end - start + 1) * width[start:end] <= batch_tokens   # True, then False
+            stop = start + max(1, int(fits.sum()))
+            buckets.append((start, stop))
+            start = stop
+        chunks = [(start, min(start + self.batch_size, m)) for start in range(0, m, self.batch_size)]
+        seen = [history[u] for u in users[order]] if exclude_seen else None
+        if seen is not None:                           # every history end to end; a chunk reads one slice
+            seen_len = np.fromiter((len(s) for s in seen), dtype=np.int64, count=len(seen))
+            seen_ptr = np.concatenate([[0], np.cumsum(seen_len)])
+            seen_flat = torch.from_numpy(np.concatenate(seen)) if len(seen) else torch.zeros(0, dtype=torch.long)
+        items = self._items()
+        N = items.shape[0]
+        banned = (~self.catalogue.allowed(filters).to(self.device)) if filters is not None and filters.active \
+            else None
+        vectors: list[torch.Tensor | None] = [None] * len(buckets)
+
+        def encode(i: int) -> None:                     # one length bucket → its users' vectors
+            a, b = buckets[i]
+            with torch.inference_mode():
+                vectors[i] = self.model.encode_last([history[u][-self.max_len:] for u in users[order[a:b]]])
+
+        def rank(a: int, b: int, U: torch.Tensor):      # batch_size users → scores, mask, top-k
+            with torch.inference_mode():
+                s = U[a:b] @ items.T                                                   # (B, N)
+                if seen is not None:
+                    rows = torch.from_numpy(np.repeat(np.arange(b - a) * N, seen_len[a:b]))
+                    s.view(-1).index_fill_(0, (rows + seen_flat[seen_ptr[a]:seen_ptr[b]]).to(self.device),
+                                           NEG_INF)
+                s[:, PAD] = NEG_INF
+                if banned is not None:
+                    s.masked_fill_(banned, NEG_INF)
+                top_scores, top_ids = torch.topk(s, k, dim=1)
+            return top_ids.masked_fill(~torch.isfinite(top_scores), PAD), top_scores
+
+        workers = max(1, min(workers, len(buckets)))
+        # The biggest buckets first, so that no thread is left with a long one at the end.
+        todo = np.argsort([(b - a) * int(width[b - 1]) for a, b in buckets], kind="stable")[::-1].tolist()
+        threads = torch.get_num_threads()
+        if workers > 1:
+            torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) \
+                    if workers > 1 else contextlib.nullcontext() as pool:
+                run = pool.map if pool is not None else map
+                list(run(encode, todo))
+                U = torch.cat(vectors).to(self.device).float() if vectors else torch.zeros((0, 1))   # (m, d)
+                parts = list(run(lambda ab: rank(*ab, U), chunks))
+        finally:
+            torch.set_num_threads(threads)
+        sorted_ids = torch.cat([t[0] for t in parts]).cpu() if parts else ids[:0]
+        sorted_scores = torch.cat([t[1] for t in parts]).cpu() if parts else scores[:0]
+        ids[torch.from_numpy(order)] = sorted_ids
+        scores[torch.from_numpy(order)] = sorted_scores
         return TopK(ids=ids, scores=scores, source=source)
 
     def score_fn(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:

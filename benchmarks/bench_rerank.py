@@ -151,7 +151,7 @@ def run_dataset(name: str, args, command: str) -> dict:
               "NDCG@10 SASRec order": float(base.mean()), "HR@10 SASRec order": float(hr_of_lists(top, targets).mean()),
               "settings": settings(args, name), "losses": {}}
     if OUT.exists():     # framings run by an earlier invocation with the same settings (a deterministic setup) are kept
-        earlier = json.loads(OUT.read_text()).get(name, {})
+        earlier = json.loads(OUT.read_text()).get(f"{name}{args.section_suffix}", {})
         if earlier.get("settings") == result["settings"] and earlier["retriever"]["test_full_ranking"] == full \
                 and earlier["NDCG@10 SASRec order"] == result["NDCG@10 SASRec order"]:
             result["losses"] = {k_: v for k_, v in earlier.get("losses", {}).items() if k_ not in losses}
@@ -200,7 +200,8 @@ def run_dataset(name: str, args, command: str) -> dict:
         result["losses"][loss] = row
         print(f"[{name}] {loss}: {row}", flush=True)
         if loss != losses[-1]:            # saved after each framing: a run cut short keeps what it has
-            save_section(OUT, name, {**result, "complete": False, "cpu_s_so_far": time.process_time() - t_cpu})
+            save_section(OUT, f"{name}{args.section_suffix}",
+                         {**result, "complete": False, "cpu_s_so_far": time.process_time() - t_cpu})
     result["complete"] = True
     result["note"] = ("ms_per_user is wall-clock on a shared machine (slowed by other work, see the load); "
                       "cpu_ms_per_user counts this process's CPU seconds only (one thread)")
@@ -230,13 +231,14 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=50, help="SASRec's top k re-ranked")
     p.add_argument("--shop-losses", default="listwise,pointwise,nsp")
     p.add_argument("--ml-losses", default="listwise")
+    p.add_argument("--section-suffix", default="", help="write the section '<data><suffix>' (another recipe)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_rerank.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
     for name in args.data.split(","):
-        save_section(OUT, name, run_dataset(name, args, command))
+        save_section(OUT, f"{name}{args.section_suffix}", run_dataset(name, args, command))
     return 0
 
 

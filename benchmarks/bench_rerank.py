@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -235,7 +236,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    command = "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_rerank.py " + " ".join(
+    command = "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_rerank.py " + shlex.join(
         argv if argv is not None else sys.argv[1:])
     for name in args.data.split(","):
         save_section(OUT, f"{name}{args.section_suffix}", run_dataset(name, args, command))

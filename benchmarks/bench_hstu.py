@@ -93,7 +93,9 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     split = leave_one_out(load_dataset("ml-1m"), min_item_interactions=5)
     runs = {}
-    command = (f"OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/bench_hstu.py --budget {args.budget:g} "
+    # the command as it was run: the process's own niceness and OMP_NUM_THREADS, not the ones we ask people to use
+    command = (f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} nice -n {os.nice(0)} "
+               f".venv/bin/python benchmarks/bench_hstu.py --budget {args.budget:g} "
                f"--eval-every {args.eval_every}"
                + (f" --threads {args.threads}" if args.threads else "") + f" --archs {args.archs}")
     section = f"budget {args.budget:g} s"

@@ -326,17 +326,23 @@ def test_fast_path_is_on_for_sasrec_and_gives_the_plain_lists(catalogue):
         I.Recommender(TinySeq().eval(), catalogue, max_len=MAX_LEN, fast_path=True)
 
 
-def test_recommend_all_fast_path_equals_the_plain_loop():
-    rng = np.random.default_rng(5)
-    rows = []
-    for u in range(60):
-        items = rng.choice(np.arange(1, N_ITEMS + 1), size=rng.integers(3, 25), replace=False)
-        rows += [(u, int(1000 + i), t) for t, i in enumerate(items)]
-    split = leave_one_out(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]))
+def _split_and_sasrec(seed: int, n_users: int, longest: int):
+    """A random leave-one-out split (histories of 3..longest-1 items) and an untrained SASRec seeded by ``seed``."""
     from course_lib.models.sasrec import SASRec, SASRecConfig
 
-    torch.manual_seed(1)
+    rng = np.random.default_rng(seed + 4)
+    rows = []
+    for u in range(n_users):
+        items = rng.choice(np.arange(1, N_ITEMS + 1), size=rng.integers(3, longest), replace=False)
+        rows += [(u, int(1000 + i), t) for t, i in enumerate(items)]
+    split = leave_one_out(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]))
+    torch.manual_seed(seed)
     m = SASRec(SASRecConfig(n_items=split.n_items, max_len=MAX_LEN, d_model=16, n_heads=2, init_std=0.3)).eval()
+    return split, m, rng
+
+
+def test_recommend_all_fast_path_equals_the_plain_loop():
+    split, m, _ = _split_and_sasrec(1, 60, 25)
     rec = I.Recommender(m, split, max_len=MAX_LEN, batch_size=16)
     top = rec.recommend_all(split, "test", k=10)
     assert rec.fast_path is True
@@ -347,16 +353,7 @@ def test_recommend_all_fast_path_equals_the_plain_loop():
 
 def test_recommend_all_buckets_and_worker_threads_give_the_plain_lists():
     """The one-pass buckets on 1-3 threads: ids identical to the plain loop's, with filters, subsets, no mask."""
-    rng = np.random.default_rng(6)
-    rows = []
-    for u in range(70):
-        items = rng.choice(np.arange(1, N_ITEMS + 1), size=rng.integers(3, 30), replace=False)
-        rows += [(u, int(1000 + i), t) for t, i in enumerate(items)]
-    split = leave_one_out(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]))
-    from course_lib.models.sasrec import SASRec, SASRecConfig
-
-    torch.manual_seed(2)
-    m = SASRec(SASRecConfig(n_items=split.n_items, max_len=MAX_LEN, d_model=16, n_heads=2, init_std=0.3)).eval()
+    split, m, rng = _split_and_sasrec(2, 70, 30)
     hist = split.history("test")
     assert any(len(h) > MAX_LEN for h in hist) and any(len(h) <= MAX_LEN for h in hist)
     ref = _plain_topk(m, hist, 10)

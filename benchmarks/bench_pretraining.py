@@ -191,6 +191,103 @@ def quality(split, out: Path, budget_s: float, eval_every_steps: int | None, eva
     return result
 
 
+# --------------------------------------------------------------------------- plateau probes
+# One change at a time from the long run's recipe (``quality --budget 3600``): the first minutes of
+# that run, with its 60-minute schedule (warm-up = 5 % of the budget = 180 s), cut at a fixed number
+# of optimiser steps so that probes on a busy machine still do the same work.
+PROBES = {
+    "long-run recipe (lr 2e-3, warm-up 180 s, mask 0.2, last item 0.1)": {},
+    "warm-up 18 s instead of 180 s": dict(warmup=0.005),
+    "peak lr 5e-3": dict(lr=5e-3),
+    "mask rate 0.4": dict(collate=dict(mask_prob=0.4)),
+    "last-item objective on half the sequences": dict(collate=dict(last_item_prob=0.5)),
+    "output bias starts at log popularity": dict(bias="log_pop"),
+    "output bias frozen at 0": dict(bias="frozen_zero"),
+    "init std 0.1 (HF default 0.02)": dict(model=dict(initializer_range=0.1)),
+    "all of the above at once (warm-up 18 s, lr 5e-3, mask 0.4, last item 0.5, log-popularity bias, init 0.1)":
+        dict(warmup=0.005, lr=5e-3, collate=dict(mask_prob=0.4, last_item_prob=0.5), bias="log_pop",
+             model=dict(initializer_range=0.1)),
+    "no gradient clipping": dict(clip_norm=None),
+    "no dropout": dict(model=dict(dropout=0.0)),
+    "batch 32 instead of 128 (more, cheaper steps)": dict(batch_size=32),
+}
+
+
+def _probe_model(split, change: dict, seed: int):
+    torch.manual_seed(seed)
+    model = BERT4Rec.for_items(split.n_items, **{**BERT_MODEL, **change.get("model", {})})
+    bias = model.cls.predictions.bias
+    if change.get("bias") == "log_pop":
+        counts = np.bincount(np.concatenate([np.asarray(s) for s in split.train]), minlength=bias.shape[0])
+        with torch.no_grad():
+            bias[1:split.n_items + 1] = torch.log(torch.as_tensor(counts[1:split.n_items + 1], dtype=torch.float) + 1.0)
+            bias[1:split.n_items + 1] -= bias[1:split.n_items + 1].mean()
+    elif change.get("bias") == "frozen_zero":
+        with torch.no_grad():
+            bias.zero_()
+        bias.requires_grad_(False)
+    return model
+
+
+def plateau_probe(split, change: dict, *, steps: int, eval_every_steps: int, eval_users: int, seed: int = 0,
+                  schedule_s: float = 3600.0) -> dict:
+    """A short run of ``steps`` optimiser steps with the long run's schedule and one ``change``."""
+    model = _probe_model(split, change, seed)
+    collate = MaskedItemCollator(split.n_items, BERT_MODEL["max_len"], seed=seed,
+                                 **{**BERT_COLLATE, **change.get("collate", {})})
+    train = {**TRAIN, **{k: change[k] for k in ("warmup", "clip_norm", "batch_size") if k in change}}
+    cfg = TrainConfig(epochs=100_000, time_budget_s=schedule_s, max_steps=steps, lr=change.get("lr", LR["bert4rec"]),
+                      eval_every=0, eval_every_steps=eval_every_steps, eval_users=eval_users, seed=seed,
+                      progress=False, log_every=1, **train)
+    trainer = Trainer(model, split.train, collate=collate, split=split, config=cfg, device="cpu")
+    history = trainer.fit()
+    evals = history.evals
+    return {"steps": trainer.step, "train_seconds": trainer.train_seconds,
+            "curve": {"step": [e["step"] for e in evals], "train_s": [e["train_s"] for e in evals],
+                      "NDCG@10": [e["NDCG@10"] for e in evals]},
+            "loss_every_25_steps": [float(np.mean(history.steps["loss"][i:i + 25]))
+                                    for i in range(0, len(history.steps["loss"]), 25)]}
+
+
+def plateau(split, *, steps: int, eval_every_steps: int, eval_users: int, names: list[str] | None = None,
+            out: Path | None = None) -> dict:
+    """Which change takes BERT4Rec off the popularity plateau fastest (see ``PROBES``)."""
+    from course_lib.baselines import MostPopular
+    from course_lib.evaluate import evaluate
+
+    rng = np.random.default_rng(0)                       # the Trainer's own choice of validation users
+    users = np.sort(rng.choice(split.n_users, eval_users, replace=False))
+    popular = evaluate(MostPopular().fit(split), split, "valid", users=users)["NDCG@10"]
+    previous = json.loads(out.read_text()).get("plateau", {}) if out is not None and out.exists() else {}
+    result = {"what": f"{split.name}: BERT4Rec's first optimiser steps (each probe's 'steps') under the 60-minute "
+                      f"run's schedule, one change at a time; validation NDCG@10 on {eval_users} users every "
+                      f"{eval_every_steps} steps; "
+                      "'off the plateau' = the first validation at or above twice the most-popular ranking's",
+              "most_popular_valid_NDCG@10": popular, "threshold": 2 * popular,
+              "probes": dict(previous.get("probes", {}))}
+    for name, change in PROBES.items():
+        if names and not any(n in name for n in names):
+            continue
+        load_before = os.getloadavg()
+        run = plateau_probe(split, change, steps=steps, eval_every_steps=eval_every_steps, eval_users=eval_users)
+        ys = np.array(run["curve"]["NDCG@10"])
+        off = np.flatnonzero(ys >= 2 * popular)
+        run.update(change={k: v for k, v in change.items()}, load_average_before=load_before,
+                   load_average_after=os.getloadavg(), torch_threads=torch.get_num_threads(),
+                   off_plateau_step=int(run["curve"]["step"][off[0]]) if len(off) else None,
+                   off_plateau_train_s=float(run["curve"]["train_s"][off[0]]) if len(off) else None)
+        if out is not None and out.exists():            # another process may have added probes meanwhile
+            result["probes"] = {**json.loads(out.read_text()).get("plateau", {}).get("probes", {}),
+                                **result["probes"]}
+        result["probes"][name] = run
+        secs = run["off_plateau_train_s"]
+        print(f"{name:70s} off the plateau at step {run['off_plateau_step']} "
+              f"({'-' if secs is None else round(secs)} s); NDCG@10 at the end {ys[-1]:.4f}", flush=True)
+        if out is not None:
+            save(out, "plateau", result)
+    return result
+
+
 # --------------------------------------------------------------------------- MiniLM
 def minilm(n_texts: int | None) -> dict:
     import tempfile
@@ -223,18 +320,20 @@ def minilm(n_texts: int | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["throughput", "quality", "minilm", "all"])
+    parser.add_argument("part", choices=["throughput", "quality", "minilm", "plateau", "all"])
     parser.add_argument("--budget", type=float, default=600.0, help="seconds of training per quality run")
     parser.add_argument("--archs", default="bert4rec,gpt", help="quality: comma-separated, of bert4rec, gpt")
     parser.add_argument("--sanity", action="store_true",
                         help="a few seconds: 200-user slice, tiny budgets, separate output file")
+    parser.add_argument("--probe-steps", type=int, default=300, help="plateau: optimiser steps per probe")
+    parser.add_argument("--probes", default="", help="plateau: comma-separated substrings of probe names (default all)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     out = RESULTS.parents[1] / "build" / "pretraining.sanity.json" if args.sanity else RESULTS / "pretraining.json"
     parts = ["throughput", "quality", "minilm"] if args.part == "all" else [args.part]
-    split = ml1m(args.sanity) if {"throughput", "quality"} & set(parts) else None
+    split = ml1m(args.sanity) if {"throughput", "quality", "plateau"} & set(parts) else None
     for part in parts:
         if part == "throughput":
             save(out, part, throughput(split, rounds=1 if args.sanity else 5, batches_per_round=1 if args.sanity else 6,
@@ -244,6 +343,9 @@ def main() -> None:
                     eval_every_steps=None if args.sanity else 40 * max(1, round(args.budget / 600)),
                     eval_users=None if args.sanity else 2000,
                     archs=tuple(a for a in args.archs.split(",") if a))
+        elif part == "plateau":
+            plateau(split, steps=10 if args.sanity else args.probe_steps, eval_every_steps=5 if args.sanity else 25,
+                    eval_users=50 if args.sanity else 1000, names=[n for n in args.probes.split(",") if n], out=out)
         else:
             save(out, part, minilm(32 if args.sanity else None))
 

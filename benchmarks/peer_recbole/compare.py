@@ -47,19 +47,31 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=15, help="validations without improvement before stopping")
     parser.add_argument("--eval-every-steps", type=int, default=None,
                         help="also validate every this many optimizer steps (default: after every epoch only)")
+    parser.add_argument("--reuse-ours", action="store_true",
+                        help="use our run saved by an earlier call with the same budget (build/peer_recbole/)")
     args = parser.parse_args()
 
     peer_file = ROOT / "build" / "peer_recbole" / f"recbole_{args.dataset}.json"
+    ours_file = ROOT / "build" / "peer_recbole" / f"ours_{args.dataset}_{args.budget:g}.json"
+    if args.reuse_ours and ours_file.exists():
+        ours = json.loads(ours_file.read_text())
+        print(f"ours: read {ours_file.relative_to(ROOT)} (trained earlier with the same budget)", flush=True)
+    else:
+        if not peer_file.exists():
+            print(f"note: {peer_file.relative_to(ROOT)} is missing: ours trains now (it can run beside RecBole); "
+                  f"then rerun with --reuse-ours once RecBole's run has written its file", flush=True)
+        split = leave_one_out(load_dataset(args.dataset), min_item_interactions=5)
+        print(split, "load:", os.getloadavg(), flush=True)
+        ours = train_budgeted(split, TUNED_MODEL, dict(TUNED_TRAIN, patience=args.patience), budget_s=args.budget,
+                              epochs=100_000, eval_every_steps=args.eval_every_steps)
+        ours_file.parent.mkdir(parents=True, exist_ok=True)
+        ours_file.write_text(json.dumps(ours, indent=2, default=float))
     if not peer_file.exists():
-        raise SystemExit(f"{peer_file.relative_to(ROOT)} is missing: run RecBole first (see run_recbole.py)")
+        raise SystemExit(f"{peer_file.relative_to(ROOT)} is missing: run RecBole (run_recbole.py), then this "
+                         f"script again with --reuse-ours")
     peer = json.loads(peer_file.read_text())
     if abs(peer["budget_s"] - args.budget) > 1e-6:
         print(f"note: RecBole ran {peer['budget_s']:.0f} s, ours gets {args.budget:.0f} s", flush=True)
-
-    split = leave_one_out(load_dataset(args.dataset), min_item_interactions=5)
-    print(split, "load:", os.getloadavg(), flush=True)
-    ours = train_budgeted(split, TUNED_MODEL, dict(TUNED_TRAIN, patience=args.patience), budget_s=args.budget,
-                          epochs=100_000, eval_every_steps=args.eval_every_steps)
 
     peer_x = [p["train_s"] for p in peer["valid_curve"]]
     peer_y = [p["ndcg@10"] for p in peer["valid_curve"]]
@@ -67,12 +79,16 @@ def main() -> None:
     ours_x, ours_y = ours["valid_curve"]["train_s"], ours["valid_curve"]["NDCG@10"]
     t_peer = first_reach(peer_x, peer_y, peer_best)
     t_ours = first_reach(ours_x, ours_y, peer_best)
+    import torch
+
+    threads = torch.get_num_threads()
+    env = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
     section = {
         "what": f"SASRec on {args.dataset} (5-core items, chronological leave-one-out, full ranking), "
                 f"{args.budget:.0f} s of training each, validation not counted",
-        "command": f".venv/bin/python benchmarks/peer_recbole/compare.py {args.dataset} --budget {args.budget:g} "
+        "command": f"{env}.venv/bin/python benchmarks/peer_recbole/compare.py {args.dataset} --budget {args.budget:g} "
                    f"--patience {args.patience}",
-        "peer_command": f"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 build/peer_recbole/.venv/bin/python "
+        "peer_command": f"{env}TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 build/peer_recbole/.venv/bin/python "
                         f"benchmarks/peer_recbole/run_recbole.py {args.dataset} --budget {peer['budget_s']:g}",
         "machine": machine(),
         "recbole": {"config": peer["config"], "valid_curve": {"train_s": peer_x, "NDCG@10": peer_y},
@@ -104,7 +120,8 @@ def main() -> None:
     ax.plot(ours_x, ours_y, marker="o", ms=2, label="course_lib SASRec (full CE)")
     ax.plot(peer_x, peer_y, marker="s", ms=4, label="RecBole 1.2.1 SASRec (CE)")
     ax.axhline(peer_best, ls=":", color="grey", lw=1)
-    ax.set(xlabel="seconds of training (2 CPU cores, validation excluded)", ylabel="validation NDCG@10",
+    ax.set(xlabel=f"seconds of training ({threads} CPU thread{'s' if threads > 1 else ''} each, validation excluded)",
+           ylabel="validation NDCG@10",
            title=f"SASRec on {args.dataset}: the same split, the same budget")
     ax.legend()
     fig.tight_layout()

@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/bench_sasrec.py throughput      # ~10 min  -> results/sasrec.json
     .venv/bin/python benchmarks/bench_sasrec.py quality         # ~25 min  -> results/sasrec.json
+    .venv/bin/python benchmarks/bench_sasrec.py quality --budget 3600 --runs tuned --threads 1 --seed 1   # another seed
     .venv/bin/python benchmarks/bench_sasrec.py shop            # ~5 min   -> results/sasrec.json
     .venv/bin/python benchmarks/bench_sasrec.py all
 
@@ -188,28 +189,28 @@ RACES = {"race-ce": ("sasrec", "ce"), "race-bce": ("sasrec", "bce"), "race-sampl
          "race-gru4rec": ("gru4rec", "ce")}
 
 
-def quality(budget_s: float = 600.0, which: tuple[str, ...] = ("tuned", "plain")) -> dict:
+def quality(budget_s: float = 600.0, which: tuple[str, ...] = ("tuned", "plain"), seed: int = 0) -> dict:
     """Budgeted runs; each finished run is saved at once (a long benchmark interrupted keeps what it has)."""
     split = ml1m()
     recipes = {"tuned": (TUNED_MODEL, TUNED_TRAIN, 20), "plain": (PLAIN_MODEL, PLAIN_TRAIN, 40)}
     for name in which:
         runs: dict = {}
         # the 10-minute runs keep their plain names (chapter 04 reads runs["tuned"]); other budgets get their own key
-        key = name if budget_s == 600 else f"{name}, {budget_s:g} s"
+        key = (name if budget_s == 600 else f"{name}, {budget_s:g} s") + (f", seed {seed}" if seed else "")
         if name in RACES:
             arch, loss = RACES[name]
             model_kw = TUNED_MODEL if arch == "sasrec" else GRU4REC_MODEL
             runs[key] = train_budgeted(split, model_kw, TUNED_TRAIN, budget_s=budget_s, epochs=1000, loss=loss,
-                                       arch=arch, eval_users=2000, eval_every_steps=None)
+                                       arch=arch, eval_users=2000, eval_every_steps=None, seed=seed)
         else:
             model_kw, train_kw, every = recipes[name]
             # the cosine of the tuned recipe spans the time budget (schedule_unit="time"): every run ends annealed
             every = every * max(1, round(budget_s / 600))                 # about as many validations in a longer run
             runs[key] = train_budgeted(split, model_kw, train_kw, budget_s=budget_s, epochs=1000,
-                                       eval_every_steps=every)
+                                       eval_every_steps=every, seed=seed)
         runs[key]["torch_threads"] = torch.get_num_threads()
         runs[key]["command"] = (f".venv/bin/python benchmarks/bench_sasrec.py quality --budget {budget_s:g}"
-                                f" --runs {name}"
+                                f" --runs {name}" + (f" --seed {seed}" if seed else "")
                                 + (f" --threads {torch.get_num_threads()}" if torch.get_num_threads() != os.cpu_count()
                                    else ""))
         print(f"{key}:", runs[key]["test"], runs[key]["seconds_to_valid_ndcg_0.15"], flush=True)
@@ -241,6 +242,7 @@ def main() -> None:
     parser.add_argument("--runs", default="tuned,plain", help="quality runs, comma-separated: tuned, plain, "
                         "race-ce, race-bce, race-sampled, race-gru4rec (chapter 04's race)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the quality runs (keys get ', seed N' if not 0)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -248,7 +250,7 @@ def main() -> None:
     if args.part in ("throughput", "all"):
         save("throughput", throughput())
     if args.part in ("quality", "all"):
-        save("quality", quality(args.budget, tuple(args.runs.split(","))))
+        save("quality", quality(args.budget, tuple(args.runs.split(",")), args.seed))
     if args.part in ("shop", "all"):
         save("shop", shop())
 

@@ -29,7 +29,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # torch comes from PyTorch's CPU-only index (a much smaller wheel than the CUDA one).
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu \
         torch==2.13.0 numpy==2.4.6 pandas==3.1.1 scipy==1.17.1 safetensors==0.8.0 \
-        fastapi==0.165.0 uvicorn==0.54.0 pydantic==2.14.4 onnxruntime==1.32.0 httpx==0.28.1
+        fastapi==0.165.0 uvicorn==0.54.0 httptools==0.9.0 pydantic==2.14.4 onnxruntime==1.32.0 httpx==0.28.1
 
 WORKDIR /srv
 COPY pyproject.toml README.md ./

@@ -373,9 +373,10 @@ def service_section(model, split, args) -> dict:
                 bodies.append({"user_id": int(split.user_ids[u]), "k": 10})
         for pinning in args.pinning:
             pinned = pinning == "pinned" and len(all_cpus) >= 2
-            for threads in args.server_threads:
+            for threads, client in [(t, c) for t in args.server_threads for c in args.client]:
                 for name, options in settings:
-                    key = f"{pinning}, threads={threads}, {name}"
+                    key = f"{pinning}, threads={threads}, {name}" + (f", client={client}" if client != "aiohttp"
+                                                                      else "")
                     cpus = [all_cpus[1]] if pinned else None
                     with serve.ServerProcess(bundle, threads=threads, cpus=cpus, **options) as srv:
                         if pinned:
@@ -387,7 +388,7 @@ def service_section(model, split, args) -> dict:
                                 for r in range(args.repeats):
                                     before = srv_health(srv)
                                     res = loadtest.load_test(srv.url, bodies, concurrency=c, n_requests=args.requests,
-                                                             time_limit_s=120, warmup=2 * c)
+                                                             time_limit_s=120, warmup=2 * c, client=client)
                                     after = srv_health(srv)
                                     runs.append(res.row() | {
                                         "load_average": load(),
@@ -405,7 +406,8 @@ def service_section(model, split, args) -> dict:
                         finally:
                             os.sched_setaffinity(0, all_cpus)
                     out[key] = rows
-    out["client"] = "course_lib.loadtest (httpx, one asyncio loop), in this process"
+    out["client"] = ("course_lib.loadtest (aiohttp, one asyncio loop), in this process; keys ending "
+                     "'client=httpx': httpx's AsyncClient instead (the earlier figures' client)")
     out["requests_per_level"] = args.requests
     return out
 
@@ -438,6 +440,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per ladder step (the median is kept)")
     parser.add_argument("--pinning", nargs="+", default=["shared", "pinned"], choices=["shared", "pinned"],
                         help="service: client and server on the same cores, or pinned to different ones")
+    parser.add_argument("--client", nargs="+", default=["aiohttp"], choices=list(loadtest.CLIENTS),
+                        help="service: the load test's HTTP client (httpx's pool is slow at concurrency 64)")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args(argv)

@@ -210,6 +210,10 @@ PROBES = {
     "no gradient clipping": dict(clip_norm=None),
     "no dropout": dict(model=dict(dropout=0.0)),
     "batch 32 instead of 128 (more, cheaper steps)": dict(batch_size=32),
+    # the hypothesis after the 11 probes above: a masked position holds no item of its own, so BERT4Rec must first
+    # learn to attend to its neighbours (SASRec's position t holds item t in its residual stream from the start)
+    "ALiBi distance bias in attention (each head prefers nearby items from the start)": dict(model=dict(alibi=True)),
+    "ALiBi + warm-up 18 s + lr 5e-3": dict(model=dict(alibi=True), warmup=0.005, lr=5e-3),
 }
 
 

@@ -9,9 +9,15 @@
 
 Safety: both only talk to loopback addresses (``127.0.0.1``, ``localhost``, ``::1``) and are
 bounded in count (at most :data:`MAX_REQUESTS`) and time (at most :data:`MAX_SECONDS`); they
-stop by themselves. The client is ``httpx``'s async client on one event loop; it runs on the
-same machine as the server and takes CPU from it, so the numbers are those of a busy laptop,
-not of a data centre.
+stop by themselves. The load test's client is ``aiohttp``'s on one event loop (``client="httpx"``
+gives ``httpx``'s async client, which the bad-input checks use). It runs on the same machine as
+the server and takes CPU from it, so the numbers are those of a busy laptop, not of a data centre.
+
+Why aiohttp: a load generator must be faster than what it measures. ``httpx.AsyncClient``'s
+connection pool does work that grows with the number of open connections on every request
+(encode/httpx#3215). At concurrency 64 on one core it sent about 150 requests/s to a server that
+answers more than twice as many at concurrency 8, so the server's micro-batcher saw its requests
+one or two at a time: the old concurrency-64 figures measured the client.
 """
 
 from __future__ import annotations
@@ -83,38 +89,67 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-async def _load(url: str, path: str, payloads: Sequence[Any], concurrency: int, n_requests: int,
-                time_limit_s: float, timeout_s: float, method: str) -> LoadResult:
-    import httpx
+CLIENTS = ("aiohttp", "httpx")
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+async def _load(url: str, path: str, payloads: Sequence[Any], concurrency: int, n_requests: int,
+                time_limit_s: float, timeout_s: float, method: str, client: str = "aiohttp") -> LoadResult:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     errors = 0
     sent = 0
+    # bodies encoded once, as a client that has its request ready would send it
+    bodies = [json.dumps(p, separators=(",", ":")).encode() for p in payloads]
+    headers = {"content-type": "application/json"}
+
+    if client == "aiohttp":
+        import aiohttp
+
+        errors_caught: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
+        session = aiohttp.ClientSession(base_url=url, timeout=aiohttp.ClientTimeout(total=timeout_s),
+                                        connector=aiohttp.TCPConnector(limit=concurrency))
+
+        async def send(body: bytes) -> int:
+            async with session.request(method, path, data=body, headers=headers) as r:
+                await r.read()
+                return r.status
+    else:
+        import httpx
+
+        errors_caught = (httpx.HTTPError,)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        session = httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout_s)
+
+        async def send(body: bytes) -> int:
+            r = await session.request(method, path, content=body, headers=headers)
+            return r.status_code
+
     start = time.perf_counter()
     deadline = start + time_limit_s
 
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout_s) as client:
-        async def worker() -> None:
-            nonlocal sent, errors
-            while True:
-                if sent >= n_requests or time.perf_counter() >= deadline:
-                    return
-                i = sent
-                sent += 1
-                body = payloads[i % len(payloads)]
-                t0 = time.perf_counter()
-                try:
-                    r = await client.request(method, path, json=body)
-                    code = r.status_code
-                except httpx.HTTPError:
-                    errors += 1
-                    continue
-                latencies.append(1e3 * (time.perf_counter() - t0))
-                statuses[code] = statuses.get(code, 0) + 1
+    async def worker() -> None:
+        nonlocal sent, errors
+        while True:
+            if sent >= n_requests or time.perf_counter() >= deadline:
+                return
+            i = sent
+            sent += 1
+            t0 = time.perf_counter()
+            try:
+                code = await send(bodies[i % len(bodies)])
+            except errors_caught:
+                errors += 1
+                continue
+            latencies.append(1e3 * (time.perf_counter() - t0))
+            statuses[code] = statuses.get(code, 0) + 1
 
+    try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        if client == "aiohttp":
+            await session.close()
+        else:
+            await session.aclose()
     wall = time.perf_counter() - start
     lat = np.asarray(latencies)
     done = len(latencies)
@@ -149,7 +184,7 @@ def _run_coroutine(factory: Callable[[], Any]) -> Any:
 
 def load_test(url: str, payloads: Sequence[Any], *, concurrency: int, n_requests: int,
               time_limit_s: float = 30.0, path: str = "/recommend", method: str = "POST",
-              timeout_s: float = 10.0, warmup: int = 0) -> LoadResult:
+              timeout_s: float = 10.0, warmup: int = 0, client: str = "aiohttp") -> LoadResult:
     """Closed-loop load test of ``{url}{path}`` (see the module docstring).
 
     Args:
@@ -160,6 +195,8 @@ def load_test(url: str, payloads: Sequence[Any], *, concurrency: int, n_requests
         time_limit_s: or after this many seconds (at most :data:`MAX_SECONDS`).
         timeout_s: a request slower than this counts as a transport error.
         warmup: requests sent (and not measured) before the test, e.g. to fill connection pools.
+        client: ``"aiohttp"`` (default) or ``"httpx"`` (slower per request at high concurrency:
+            the module docstring says why; kept to reproduce earlier figures).
     """
     url = check_loopback(url)
     if not payloads:
@@ -170,10 +207,13 @@ def load_test(url: str, payloads: Sequence[Any], *, concurrency: int, n_requests
         raise ValueError(f"n_requests must be in 1..{MAX_REQUESTS}, got {n_requests}")
     if not 0 < time_limit_s <= MAX_SECONDS:
         raise ValueError(f"time_limit_s must be in (0, {MAX_SECONDS:.0f}], got {time_limit_s}")
+    if client not in CLIENTS:
+        raise ValueError(f"client must be one of {CLIENTS}, got {client!r}")
     if warmup:
         _run_coroutine(lambda: _load(url, path, payloads, min(concurrency, warmup), min(warmup, MAX_REQUESTS),
-                                     time_limit_s, timeout_s, method))
-    return _run_coroutine(lambda: _load(url, path, payloads, concurrency, n_requests, time_limit_s, timeout_s, method))
+                                     time_limit_s, timeout_s, method, client))
+    return _run_coroutine(lambda: _load(url, path, payloads, concurrency, n_requests, time_limit_s, timeout_s,
+                                        method, client))
 
 
 def load_table(results: Sequence[LoadResult], **labels: Any) -> pd.DataFrame:

@@ -151,6 +151,41 @@ def test_sdpa_and_eager_attention_agree():
     torch.testing.assert_close(m1.score(hist), m2.score(hist), rtol=1e-5, atol=1e-5)
 
 
+def test_alibi_bias_prefers_neighbours_and_keeps_padding_out():
+    torch.manual_seed(0)
+    m = BERT4Rec.for_items(N_ITEMS, max_len=MAX_LEN, hidden_size=16, n_heads=2, alibi=True).eval()
+    bias = m.attention_bias(torch.tensor([[0, 1, 1, 1]]))                      # (1, heads, 4, 4)
+    assert bias.shape == (1, 2, 4, 4)
+    torch.testing.assert_close(bias[0, 0, 1, 3], torch.tensor(-2 / 16.0))      # head 1: slope 2^-4, distance 2
+    torch.testing.assert_close(bias[0, 1, 3, 2], torch.tensor(-1 / 256.0))     # head 2: slope 2^-8, distance 1
+    assert (bias[0, :, :, 0] == torch.finfo(bias.dtype).min).all(), "no position attends to padding"
+    assert (bias[0, :, 2, 2] == 0).all()
+    # the bias changes the output (same weights), left padding still changes nothing, and
+    # sdpa and eager attention agree with it
+    plain = BERT4Rec.for_items(N_ITEMS, max_len=MAX_LEN, hidden_size=16, n_heads=2).eval()
+    plain.load_state_dict(m.state_dict())
+    hist = pad_sequences(_seqs(5), MAX_LEN)
+    assert not torch.allclose(plain.encode(hist), m.encode(hist), atol=1e-4)
+    short = pad_sequences([[1, 2, 3, 4]], 4)
+    torch.testing.assert_close(m.encode(pad_sequences([[1, 2, 3, 4]], MAX_LEN))[:, -4:], m.encode(short))
+    eager = BERT4Rec(bert4rec_config(N_ITEMS, max_len=MAX_LEN, hidden_size=16, n_heads=2, alibi=True,
+                                     attn_implementation="eager")).eval()
+    eager.load_state_dict(m.state_dict())
+    torch.testing.assert_close(m.score(hist), eager.score(hist), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="ALiBi"):
+        m.mlm_loss(hist, torch.full_like(hist, IGNORE), masked_only=False)
+
+
+def test_alibi_survives_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    m = BERT4Rec.for_items(N_ITEMS, max_len=MAX_LEN, hidden_size=16, alibi=True).eval()
+    m.save_pretrained(tmp_path)
+    loaded = BERT4Rec.from_pretrained(tmp_path).eval()
+    assert loaded.config.alibi is True
+    hist = pad_sequences(_seqs(4), 20)
+    assert torch.equal(loaded.score(hist), m.score(hist))
+
+
 # ------------------------------------------------------------------ Hugging Face round trip
 def test_save_pretrained_round_trip(model, tmp_path):
     model.save_pretrained(tmp_path)

@@ -228,13 +228,26 @@ def test_micro_batching_batches_and_gives_the_same_answers():
                                    rtol=1e-5, atol=1e-6)
 
 
-def test_small_load_has_no_server_errors(server):
+@pytest.mark.parametrize("client", L.CLIENTS)
+def test_small_load_has_no_server_errors(server, client):
     payloads = [{"user_id": u, "k": 10} for u in USERS] + [{"history": [501, 510], "k": 5}]
-    result = L.load_test(server.url, payloads, concurrency=8, n_requests=200, time_limit_s=30)
+    result = L.load_test(server.url, payloads, concurrency=8, n_requests=200, time_limit_s=30, client=client)
     assert result.requests == 200 and result.status_counts == {200: 200} and result.n_5xx == 0
     assert result.transport_errors == 0
     assert 0 < result.p50_ms <= result.p95_ms <= result.p99_ms <= result.max_ms
     assert result.throughput_rps > 0 and len(result.latencies_ms) == 200
+
+
+@pytest.mark.parametrize("client", L.CLIENTS)
+def test_load_test_counts_status_codes_and_refused_connections(server, client):
+    """Both clients send the same JSON bodies: a bad one gets its 4xx, and a closed port counts as
+    transport errors, not as answers."""
+    payloads = [{"user_id": USERS[0], "k": 10}, {"user_id": USERS[0], "k": 0}, {"k": 10}]
+    result = L.load_test(server.url, payloads, concurrency=3, n_requests=30, client=client)
+    assert result.status_counts == {200: 10, 422: 20} and result.transport_errors == 0
+    closed = S.free_port("127.0.0.1")
+    refused = L.load_test(f"http://127.0.0.1:{closed}", payloads, concurrency=2, n_requests=6, client=client)
+    assert refused.requests == 0 and refused.transport_errors == 6 and refused.status_counts == {}
 
 
 def test_load_test_refuses_other_hosts_and_unbounded_runs():
@@ -246,6 +259,8 @@ def test_load_test_refuses_other_hosts_and_unbounded_runs():
         L.load_test("http://127.0.0.1:1", [{}], concurrency=1, n_requests=L.MAX_REQUESTS + 1)
     with pytest.raises(ValueError, match="time_limit_s"):
         L.load_test("http://127.0.0.1:1", [{}], concurrency=1, n_requests=1, time_limit_s=10_000)
+    with pytest.raises(ValueError, match="client"):
+        L.load_test("http://127.0.0.1:1", [{}], concurrency=1, n_requests=1, client="curl")
     with pytest.raises(ValueError, match="loopback"):
         S.ServerProcess("anything", host="0.0.0.0")
 

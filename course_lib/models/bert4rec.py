@@ -67,7 +67,8 @@ def bert4rec_config(n_items: int, *, max_len: int = 200, d_model: int | None = N
                     n_heads: int | None = None, d_ff: int | None = None, dropout: float = 0.1,
                     attn_dropout: float | None = None, text_dim: int = 0, id_dropout: float = 0.0,
                     attn_implementation: str = "sdpa", hidden_size: int | None = None, num_layers: int | None = None,
-                    num_heads: int | None = None, intermediate_size: int | None = None, **extra) -> BertConfig:
+                    num_heads: int | None = None, intermediate_size: int | None = None, alibi: bool = False,
+                    **extra) -> BertConfig:
     """A ``BertConfig`` for an item vocabulary of ``n_items`` (defaults: the paper's ML-1M model).
 
     Sun et al. (2019) use 2 layers, 2 heads, hidden size 64, inner size ``4 H``, dropout 0.1,
@@ -78,6 +79,10 @@ def bert4rec_config(n_items: int, *, max_len: int = 200, d_model: int | None = N
     (default: ``dropout``); on a CPU it is costly (a random ``B × heads × T × T`` mask per
     layer, and the fused attention kernel cannot be used), so short runs set it to 0.
     ``text_dim > 0`` adds the text side input and ``id_dropout`` its ID dropout (module docstring).
+    ``alibi=True`` adds ALiBi's distance penalty to the attention scores (Press et al., ICLR 2022):
+    head ``h`` of ``n`` subtracts ``2^(-8 (h+1) / n) · |i - j|``, so at initialisation each head
+    already prefers nearby items, one sharply, the last almost not at all (see :meth:`BERT4Rec.attention_bias`).
+    A checkpoint with it needs this class to load: plain ``BertForMaskedLM`` ignores the flag.
     ``attn_implementation``: ``"sdpa"`` (PyTorch's fused
     ``scaled_dot_product_attention``) or ``"eager"`` (the textbook matmul–softmax–matmul).
     """
@@ -101,7 +106,7 @@ def bert4rec_config(n_items: int, *, max_len: int = 200, d_model: int | None = N
         attention_probs_dropout_prob=dropout if attn_dropout is None else attn_dropout,
         max_position_embeddings=max_len, type_vocab_size=1, pad_token_id=PAD,
         n_items=n_items, mask_token_id=n_items + 1, max_len=max_len, text_dim=int(text_dim),
-        id_dropout=float(id_dropout),
+        id_dropout=float(id_dropout), alibi=bool(alibi),
         attn_implementation=attn_implementation, **extra,
     )
 
@@ -307,10 +312,31 @@ class BERT4Rec(ScorerMixin, BertForMaskedLM):
             raise ValueError(f"inputs must have 1..max_len={self.max_len} columns, got {width}")
         return torch.arange(self.max_len - width, self.max_len, device=self.device).unsqueeze(0)
 
+    def attention_bias(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """ALiBi: ``(B, W)`` 1/0 padding mask → ``(B, heads, W, W)`` additive attention bias.
+
+        ``bias[b, h, i, j] = -slope_h · |i - j|`` with ``slope_h = 2^(-8 (h+1) / heads)``
+        (the ALiBi paper's slopes, bidirectional), and the most negative number where
+        ``j`` is padding, so that no position attends to padding.
+        """
+        B, W = attention_mask.shape
+        heads = self.config.num_attention_heads
+        dtype = self.bert.embeddings.word_embeddings.weight.dtype
+        if torch.is_autocast_enabled(self.device.type):
+            dtype = torch.get_autocast_dtype(self.device.type)
+        slopes = 2.0 ** (-8.0 * torch.arange(1, heads + 1, device=self.device) / heads)          # (heads,)
+        pos = torch.arange(W, device=self.device)
+        dist = (pos[:, None] - pos[None, :]).abs()                                              # (W, W)
+        bias = (-slopes[:, None, None] * dist).unsqueeze(0).repeat(B, 1, 1, 1)                 # (B, heads, W, W)
+        bias = bias.masked_fill(attention_mask[:, None, None, :] == 0, torch.finfo(dtype).min)
+        return bias.to(dtype)
+
     def encode(self, input_ids: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, W)`` left-padded item ids (0 = padding), ``W <= max_len`` → ``(B, W, H)`` hidden states."""
         attention_mask = (input_ids != PAD).long()                             # (B, W)
         positions = self.position_ids(input_ids.shape[1])                      # (1, W)
+        if getattr(self.config, "alibi", False):
+            attention_mask = self.attention_bias(attention_mask)               # (B, heads, W, W), additive
         if self.has_text:
             embeds = F.embedding(input_ids, self.item_table(keep))             # (B, W, H)
             return self.bert(inputs_embeds=embeds, attention_mask=attention_mask,
@@ -335,9 +361,9 @@ class BERT4Rec(ScorerMixin, BertForMaskedLM):
             if self._blocked is not None:
                 logits = logits.masked_fill(self._blocked.to(logits.device), -torch.inf)
             return F.cross_entropy(logits, labels[sel])
-        if self.has_text or self._blocked is not None:
-            raise ValueError("masked_only=False runs BertForMaskedLM's own head, which knows neither the "
-                             "text side input nor blocked items; use masked_only=True")
+        if self.has_text or self._blocked is not None or getattr(self.config, "alibi", False):
+            raise ValueError("masked_only=False runs BertForMaskedLM's own forward pass, which knows neither the "
+                             "text side input, blocked items nor the ALiBi bias; use masked_only=True")
         attention_mask = (input_ids != PAD).long()
         return self(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
                     position_ids=self.position_ids(input_ids.shape[1])).loss

@@ -465,7 +465,9 @@ def main(argv: list[str] | None = None) -> None:
     log(f"model ready: {model_info}")
 
     def save(section: str, payload: dict) -> None:
-        result[section] = {**payload, "model": model_info} if isinstance(payload, dict) else payload
+        # each section records the machine it was measured on (sections of one file come from different runs)
+        machine = {k: v for k, v in result["machine"].items() if k != "load_average_end"}
+        result[section] = {**payload, "model": model_info, "machine": machine} if isinstance(payload, dict) else payload
         result["commands"][section] = command
         result["machine"]["load_average_end"] = load()
         out.parent.mkdir(parents=True, exist_ok=True)

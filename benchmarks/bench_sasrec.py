@@ -23,7 +23,10 @@ keeps the others, together with the machine, the torch thread count and the load
   after every epoch not counted) of the issue's "plain" recipe (d 64, 2 layers, full CE,
   batch 64, lr 1e-3 constant, N(0, 0.02) init, dropout 0.2, fp32, output at every position)
   and of the tuned recipe; the curve of validation NDCG@10 against training seconds, the
-  seconds to reach validation NDCG@10 0.15, and final test HR@10 / NDCG@10.
+  seconds to reach validation NDCG@10 0.15, and final test HR@10 / NDCG@10. Two capacity
+  probes use the tuned training recipe on a bigger model (the tuned model's validation curve is
+  flat from about minute 35 of an hour): ``wide`` (d 128, dropout 0.2) and ``deep`` (3 blocks,
+  dropout 0.2).
 * ``shop``: the same tuned recipe on the synthetic shop (150 k interactions).
 """
 
@@ -57,6 +60,9 @@ TUNED_MODEL = dict(d_model=64, n_heads=2, n_layers=2, d_ff=None, dropout=0.1, at
 # several times slower than float32 (measured: 17 vs 115 sequences/s on an AVX2 machine)
 TUNED_TRAIN = dict(batch_size=128, lr=3e-3, schedule="cosine", schedule_unit="time", warmup=0.03, min_lr_ratio=0.02,
                    clip_norm=1.0, precision="auto", bucket_by_length=True, weight_decay=0.0)
+# capacity probes (issue 13: the tuned model's one-hour validation curve is flat from about minute 35)
+WIDE_MODEL = {**TUNED_MODEL, "d_model": 128, "dropout": 0.2}
+DEEP_MODEL = {**TUNED_MODEL, "n_layers": 3, "dropout": 0.2}
 PLAIN_MODEL = dict(d_model=64, n_heads=2, n_layers=2, d_ff=None, dropout=0.2, attn_dropout=None,
                    init_std=0.02, targets_only=False)
 PLAIN_TRAIN = dict(batch_size=64, lr=1e-3, schedule="constant", warmup=0, clip_norm=None, precision="fp32",
@@ -192,7 +198,8 @@ RACES = {"race-ce": ("sasrec", "ce"), "race-bce": ("sasrec", "bce"), "race-sampl
 def quality(budget_s: float = 600.0, which: tuple[str, ...] = ("tuned", "plain"), seed: int = 0) -> dict:
     """Budgeted runs; each finished run is saved at once (a long benchmark interrupted keeps what it has)."""
     split = ml1m()
-    recipes = {"tuned": (TUNED_MODEL, TUNED_TRAIN, 20), "plain": (PLAIN_MODEL, PLAIN_TRAIN, 40)}
+    recipes = {"tuned": (TUNED_MODEL, TUNED_TRAIN, 20), "plain": (PLAIN_MODEL, PLAIN_TRAIN, 40),
+               "wide": (WIDE_MODEL, TUNED_TRAIN, 20), "deep": (DEEP_MODEL, TUNED_TRAIN, 20)}
     for name in which:
         runs: dict = {}
         # the 10-minute runs keep their plain names (chapter 04 reads runs["tuned"]); other budgets get their own key
@@ -240,7 +247,8 @@ def main() -> None:
     parser.add_argument("part", choices=("throughput", "quality", "shop", "all"))
     parser.add_argument("--budget", type=float, default=600.0, help="seconds of training per quality run")
     parser.add_argument("--runs", default="tuned,plain", help="quality runs, comma-separated: tuned, plain, "
-                        "race-ce, race-bce, race-sampled, race-gru4rec (chapter 04's race)")
+                        "wide, deep (capacity probes), race-ce, race-bce, race-sampled, race-gru4rec "
+                        "(chapter 04's race)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the quality runs (keys get ', seed N' if not 0)")
     args = parser.parse_args()

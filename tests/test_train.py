@@ -156,6 +156,41 @@ def test_time_budget_and_max_steps(split):
     assert "time budget" in h2.stop_reason and tr2.epoch < 1000
 
 
+class _FakeClock:
+    """time.perf_counter that advances 0.25 s per call: one training step = 0.25 s of training."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        self.now += 0.25
+        return self.now
+
+
+@pytest.mark.parametrize("every_s, every_steps, expected", [
+    (1.0, None, [4, 8, 12, 16, 20]),          # 1 s of training = 4 steps of 0.25 s
+    (1.5, None, [6, 12, 18]),
+    (1.5, 5, [5, 6, 10, 12, 15, 18, 20]),      # either rule
+    (None, None, []),
+])
+def test_eval_every_seconds_counts_training_time(split, monkeypatch, every_s, every_steps, expected):
+    import course_lib.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "time", _FakeClock())
+    tr = _trainer(split, epochs=100, max_steps=21, eval_every=0, eval_every_seconds=every_s,
+                  eval_every_steps=every_steps)
+    h = tr.fit()
+    assert tr.train_seconds == pytest.approx(21 * 0.25)
+    assert [e["step"] for e in h.evals] == expected
+    assert all(e["train_s"] == pytest.approx(e["step"] * 0.25) for e in h.evals)
+
+
+def test_eval_every_seconds_must_be_positive():
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="eval_every_seconds"):
+            TrainConfig(eval_every_seconds=bad)
+
+
 # --------------------------------------------------------------------------- checkpoints
 def test_checkpoint_round_trip(split, tmp_path):
     tr = _trainer(split, epochs=1, eval_every=0)

@@ -62,7 +62,9 @@ class TrainConfig:
     (batches of examples of similar length: with a trimming collator, less padding to compute on).
 
     Validation: ``eval_every`` (epochs; 0 = never), ``eval_every_steps`` (also every that many
-    optimizer steps), ``eval_users`` (validate on this many
+    optimizer steps), ``eval_every_seconds`` (also every that many seconds of training, validation
+    excluded: a time-budgeted run gets the same number of points on a fast and a slow CPU, whatever
+    its loss costs per step), ``eval_users`` (validate on this many
     fixed random users, ``None`` = all), ``eval_batch_size``, ``ks``, ``metric`` (what early
     stopping watches), ``patience`` (evaluations without improvement > ``min_delta`` before
     stopping; ``None`` = never stop early), ``restore_best``.
@@ -89,6 +91,7 @@ class TrainConfig:
     bucket_by_length: bool = False
     eval_every: int = 1
     eval_every_steps: int | None = None
+    eval_every_seconds: float | None = None
     eval_users: int | None = None
     eval_batch_size: int = 512
     ks: tuple[int, ...] = (10,)
@@ -119,6 +122,8 @@ class TrainConfig:
         if self.schedule_unit == "time" and (self.time_budget_s is None or not isinstance(self.warmup, float)):
             raise ValueError("schedule_unit='time' spreads the schedule over time_budget_s: set time_budget_s, "
                              "and give warmup as a fraction (a float), e.g. warmup=0.05")
+        if self.eval_every_seconds is not None and not self.eval_every_seconds > 0:
+            raise ValueError(f"eval_every_seconds must be > 0 or None, got {self.eval_every_seconds}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
         self.betas = tuple(self.betas)
@@ -453,11 +458,16 @@ class Trainer:
                     if batch is None:
                         break
                     losses.append(self.training_step(batch))
+                    seconds_before = self.train_seconds
                     self.train_seconds += time.perf_counter() - t0
                     bar.update(1)
                     if self.step % 20 == 0:
                         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
-                    if cfg.eval_every_steps and self.step % cfg.eval_every_steps == 0 and self.split is not None:
+                    due = bool(cfg.eval_every_steps) and self.step % cfg.eval_every_steps == 0
+                    if cfg.eval_every_seconds:       # this step crossed a multiple of eval_every_seconds
+                        every = cfg.eval_every_seconds
+                        due = due or self.train_seconds // every > seconds_before // every
+                    if due and self.split is not None:
                         stop = self._validate(epoch + len(losses) / self.steps_per_epoch) or stop
                     if cfg.max_steps is not None and self.step >= cfg.max_steps:
                         stop = f"max_steps={cfg.max_steps} reached"

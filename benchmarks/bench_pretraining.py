@@ -58,6 +58,14 @@ GPT_MODEL = dict(max_len=200, hidden_size=64, num_layers=2, num_heads=2, dropout
 TRAIN = dict(batch_size=128, schedule="cosine", schedule_unit="time", warmup=0.05, min_lr_ratio=0.02,
              clip_norm=1.0, precision="auto", bucket_by_length=True)
 LR = {"bert4rec": 2e-3, "gpt": 3e-3}
+# BERT4Rec recipes for ``quality --recipe``: "paper" is chapter 06's model; "pass-through" adds what the plateau
+# probes found takes it off the popularity plateau (attention starts as a copy of the nearby items: pass-through
+# initialisation + a more local ALiBi, max bias m 4 or 2, and a 0.5 % warm-up; see PROBES)
+RECIPES = {"paper": {},
+           "pass-through-m4": dict(model=dict(pass_through_init=4.0, alibi=True, alibi_max_bias=4.0),
+                                   train=dict(warmup=0.005)),
+           "pass-through-m2": dict(model=dict(pass_through_init=4.0, alibi=True, alibi_max_bias=2.0),
+                                   train=dict(warmup=0.005))}
 
 
 def ml1m(sanity: bool):
@@ -142,17 +150,20 @@ def throughput(split, rounds: int = 5, batches_per_round: int = 6, batch_size: i
 
 # --------------------------------------------------------------------------- quality
 def train_budgeted(split, arch: str, *, budget_s: float, eval_every_steps: int | None, eval_users: int | None,
-                   seed: int = 0) -> dict:
+                   seed: int = 0, recipe: str = "paper") -> dict:
     torch.manual_seed(seed)
+    change = RECIPES[recipe] if arch == "bert4rec" else {}
+    model_kw = {**BERT_MODEL, **change.get("model", {})} if arch == "bert4rec" else GPT_MODEL
+    train = {**TRAIN, **change.get("train", {})}
     if arch == "bert4rec":
-        model = BERT4Rec.for_items(split.n_items, **BERT_MODEL)
+        model = BERT4Rec.for_items(split.n_items, **model_kw)
         collate = MaskedItemCollator(split.n_items, BERT_MODEL["max_len"], seed=seed, **BERT_COLLATE)
     else:
         model = GPTRec.for_items(split.n_items, **GPT_MODEL)
         collate = NextItemCollator(split.n_items, GPT_MODEL["max_len"], trim=True, seed=seed)
     cfg = TrainConfig(epochs=100_000, time_budget_s=budget_s, lr=LR[arch], eval_every=1,
                       eval_every_steps=eval_every_steps, eval_users=eval_users, seed=seed, progress=False,
-                      log_every=1, **TRAIN)
+                      log_every=1, **train)
     trainer = Trainer(model, split.train, collate=collate, split=split, config=cfg, device="cpu")
     load_before = os.getloadavg()
     wall0 = time.perf_counter()
@@ -160,7 +171,8 @@ def train_budgeted(split, arch: str, *, budget_s: float, eval_every_steps: int |
     wall_s = time.perf_counter() - wall0
     test = trainer.evaluate("test")
     xs, ys = history.valid_curve("NDCG@10", x="train_s")
-    return {"arch": arch, "model": BERT_MODEL if arch == "bert4rec" else GPT_MODEL, "lr": LR[arch], "train": TRAIN,
+    return {"arch": arch, "recipe": recipe if arch == "bert4rec" else None, "model": model_kw, "lr": LR[arch],
+            "train": train,
             "budget_s": budget_s, "epochs_done": trainer.epoch, "steps": trainer.step,
             "train_seconds": trainer.train_seconds, "seq_per_s": trainer.step * cfg.batch_size / trainer.train_seconds,
             "wall_seconds_incl_validation": wall_s,
@@ -170,7 +182,7 @@ def train_budgeted(split, arch: str, *, budget_s: float, eval_every_steps: int |
 
 
 def quality(split, out: Path, budget_s: float, eval_every_steps: int | None, eval_users: int | None,
-            archs: tuple[str, ...] = ("bert4rec", "gpt")) -> dict:
+            archs: tuple[str, ...] = ("bert4rec", "gpt"), recipe: str = "paper") -> dict:
     """Budgeted runs; each finished run is saved at once (an interrupted benchmark keeps what it has).
 
     Runs already in the JSON under another budget are kept: each run records its own budget.
@@ -180,12 +192,17 @@ def quality(split, out: Path, budget_s: float, eval_every_steps: int | None, eva
                       "full-ranking metrics",
               "published": PUBLISHED, "runs": dict(previous.get("runs", {}))}
     for arch in archs:
-        run = train_budgeted(split, arch, budget_s=budget_s, eval_every_steps=eval_every_steps, eval_users=eval_users)
+        other = arch == "bert4rec" and recipe != "paper"
+        run = train_budgeted(split, arch, budget_s=budget_s, eval_every_steps=eval_every_steps, eval_users=eval_users,
+                             recipe=recipe)
         run["torch_threads"] = torch.get_num_threads()
         threads = torch.get_num_threads()
         run["command"] = (f".venv/bin/python benchmarks/bench_pretraining.py quality --budget {budget_s:g}"
-                          f" --archs {arch}" + (f" --threads {threads}" if threads != os.cpu_count() else ""))
-        result["runs"][f"{arch}, {budget_s:g} s"] = run
+                          f" --archs {arch}" + (f" --recipe {recipe}" if other else "")
+                          + (f" --threads {threads}" if threads != os.cpu_count() else ""))
+        if out.exists():                                 # another process may have added runs meanwhile
+            result["runs"] = {**json.loads(out.read_text()).get("quality", {}).get("runs", {}), **result["runs"]}
+        result["runs"][f"{arch}{f' {recipe}' if other else ''}, {budget_s:g} s"] = run
         print(f"{arch}: {run['steps']} steps, test {run['test']}", flush=True)
         save(out, "quality", result)
     return result
@@ -214,6 +231,19 @@ PROBES = {
     # learn to attend to its neighbours (SASRec's position t holds item t in its residual stream from the start)
     "ALiBi distance bias in attention (each head prefers nearby items from the start)": dict(model=dict(alibi=True)),
     "ALiBi + warm-up 18 s + lr 5e-3": dict(model=dict(alibi=True), warmup=0.005, lr=5e-3),
+    # the second hypothesis: the masked position does attend to its neighbours, but what attention passes on is
+    # W_O W_V x with random 0.02-scale matrices, scrambled and small; start W_V, W_O (x 4) and the head at the
+    # identity, so that from step one it passes on the items themselves (with ALiBi: the nearby ones)
+    "pass-through init (W_V, W_O x 4 and the head's dense layer start at the identity)":
+        dict(model=dict(pass_through_init=4.0)),
+    "pass-through init + ALiBi": dict(model=dict(pass_through_init=4.0, alibi=True)),
+    "pass-through init + ALiBi + warm-up 18 s": dict(model=dict(pass_through_init=4.0, alibi=True), warmup=0.005),
+    "more local ALiBi (m 4: slopes 1/4 and 1/16) + warm-up 18 s": dict(model=dict(alibi=True, alibi_max_bias=4.0),
+                                                                   warmup=0.005),
+    "pass-through init + more local ALiBi (m 4) + warm-up 18 s":
+        dict(model=dict(pass_through_init=4.0, alibi=True, alibi_max_bias=4.0), warmup=0.005),
+    "pass-through init + most local ALiBi (m 2: slopes 1/2 and 1/4) + warm-up 18 s":
+        dict(model=dict(pass_through_init=4.0, alibi=True, alibi_max_bias=2.0), warmup=0.005),
 }
 
 
@@ -270,7 +300,7 @@ def plateau(split, *, steps: int, eval_every_steps: int, eval_users: int, names:
               "most_popular_valid_NDCG@10": popular, "threshold": 2 * popular,
               "probes": dict(previous.get("probes", {}))}
     for name, change in PROBES.items():
-        if names and not any(n in name for n in names):
+        if names and not any(n == name or (n in name and n not in PROBES) for n in names):
             continue
         load_before = os.getloadavg()
         run = plateau_probe(split, change, steps=steps, eval_every_steps=eval_every_steps, eval_users=eval_users)
@@ -327,10 +357,12 @@ def main() -> None:
     parser.add_argument("part", choices=["throughput", "quality", "minilm", "plateau", "all"])
     parser.add_argument("--budget", type=float, default=600.0, help="seconds of training per quality run")
     parser.add_argument("--archs", default="bert4rec,gpt", help="quality: comma-separated, of bert4rec, gpt")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="paper", help="quality: the BERT4Rec recipe")
     parser.add_argument("--sanity", action="store_true",
                         help="a few seconds: 200-user slice, tiny budgets, separate output file")
     parser.add_argument("--probe-steps", type=int, default=300, help="plateau: optimiser steps per probe")
-    parser.add_argument("--probes", default="", help="plateau: comma-separated substrings of probe names (default all)")
+    parser.add_argument("--probes", default="", help="plateau: comma-separated probe names, or substrings of them "
+                                                     "(a whole name runs only that probe; default all)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
@@ -346,7 +378,7 @@ def main() -> None:
             quality(split, out, budget_s=2.0 if args.sanity else args.budget,
                     eval_every_steps=None if args.sanity else 40 * max(1, round(args.budget / 600)),
                     eval_users=None if args.sanity else 2000,
-                    archs=tuple(a for a in args.archs.split(",") if a))
+                    archs=tuple(a for a in args.archs.split(",") if a), recipe=args.recipe)
         elif part == "plateau":
             plateau(split, steps=10 if args.sanity else args.probe_steps, eval_every_steps=5 if args.sanity else 25,
                     eval_users=50 if args.sanity else 1000, names=[n for n in args.probes.split(",") if n], out=out)

@@ -174,6 +174,13 @@ def test_alibi_bias_prefers_neighbours_and_keeps_padding_out():
     torch.testing.assert_close(m.score(hist), eager.score(hist), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="ALiBi"):
         m.mlm_loss(hist, torch.full_like(hist, IGNORE), masked_only=False)
+    # a smaller max bias m makes every head more local: slopes 2^-2 and 2^-4 with m = 4
+    steep = BERT4Rec.for_items(N_ITEMS, max_len=MAX_LEN, hidden_size=16, n_heads=2, alibi=True, alibi_max_bias=4.0)
+    b4 = steep.attention_bias(torch.tensor([[1, 1, 1, 1]]))
+    torch.testing.assert_close(b4[0, :, 0, 3], torch.tensor([-3 / 4.0, -3 / 16.0]))
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="alibi_max_bias"):
+            bert4rec_config(N_ITEMS, alibi=True, alibi_max_bias=bad)
 
 
 def test_alibi_survives_save_and_load(tmp_path):
@@ -184,6 +191,51 @@ def test_alibi_survives_save_and_load(tmp_path):
     assert loaded.config.alibi is True
     hist = pad_sequences(_seqs(4), 20)
     assert torch.equal(loaded.score(hist), m.score(hist))
+
+
+def test_pass_through_init_copies_the_attended_items():
+    torch.manual_seed(0)
+    m = BERT4Rec(bert4rec_config(N_ITEMS, max_len=MAX_LEN, hidden_size=16, n_heads=2, dropout=0.0,
+                                 pass_through_init=4.0, attn_implementation="eager")).eval()
+    eye = torch.eye(16)
+    for layer in m.bert.encoder.layer:
+        assert torch.equal(layer.attention.self.value.weight, eye)
+        assert torch.equal(layer.attention.output.dense.weight, 4 * eye)
+        assert not layer.attention.self.value.bias.any() and not layer.attention.output.dense.bias.any()
+    assert torch.equal(m.cls.predictions.transform.dense.weight, eye)
+    # what it is for: the first layer's attention output is 4 x the attention-weighted average of its inputs
+    hist = pad_sequences(_seqs(3), MAX_LEN)
+    seen = {}
+    att = m.bert.encoder.layer[0].attention
+    h1 = att.self.register_forward_hook(
+        lambda mod, args, kw, out: seen.update(x=args[0] if args else kw["hidden_states"]), with_kwargs=True)
+    h2 = att.output.dense.register_forward_hook(lambda mod, args, out: seen.update(out=out))
+    out = m.bert(input_ids=hist, attention_mask=(hist != 0).long(), position_ids=m.position_ids(MAX_LEN),
+                 output_attentions=True)
+    h1.remove(), h2.remove()
+    probs = out.attentions[0]                                                   # (B, heads, T, T)
+    x = seen["x"].view(*hist.shape, 2, 8).transpose(1, 2)                       # (B, heads, T, 8)
+    ref = (probs @ x).transpose(1, 2).reshape(*hist.shape, 16)
+    torch.testing.assert_close(seen["out"], 4 * ref, rtol=1e-5, atol=1e-5)
+    # a plain model's attention output is not that average; the flag survives save and load via config
+    plain = BERT4Rec(bert4rec_config(N_ITEMS, max_len=MAX_LEN, hidden_size=16, n_heads=2)).eval()
+    assert not torch.equal(plain.bert.encoder.layer[0].attention.self.value.weight, eye)
+    assert m.config.pass_through_init == 4.0
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="pass_through_init"):
+            bert4rec_config(N_ITEMS, pass_through_init=bad)
+
+
+def test_pass_through_checkpoint_loads_its_trained_weights(tmp_path):
+    torch.manual_seed(0)
+    m = BERT4Rec.for_items(N_ITEMS, max_len=MAX_LEN, hidden_size=16, alibi=True, pass_through_init=4.0)
+    with torch.no_grad():                                 # "training" moved the weights away from the identity
+        for p in m.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    m.eval().save_pretrained(tmp_path)
+    loaded = BERT4Rec.from_pretrained(tmp_path).eval()
+    hist = pad_sequences(_seqs(4), 20)
+    assert torch.equal(loaded.score(hist), m.score(hist)), "loading must not re-apply the initialisation"
 
 
 # ------------------------------------------------------------------ Hugging Face round trip

@@ -68,7 +68,7 @@ def bert4rec_config(n_items: int, *, max_len: int = 200, d_model: int | None = N
                     attn_dropout: float | None = None, text_dim: int = 0, id_dropout: float = 0.0,
                     attn_implementation: str = "sdpa", hidden_size: int | None = None, num_layers: int | None = None,
                     num_heads: int | None = None, intermediate_size: int | None = None, alibi: bool = False,
-                    **extra) -> BertConfig:
+                    alibi_max_bias: float = 8.0, pass_through_init: float = 0.0, **extra) -> BertConfig:
     """A ``BertConfig`` for an item vocabulary of ``n_items`` (defaults: the paper's ML-1M model).
 
     Sun et al. (2019) use 2 layers, 2 heads, hidden size 64, inner size ``4 H``, dropout 0.1,
@@ -80,9 +80,17 @@ def bert4rec_config(n_items: int, *, max_len: int = 200, d_model: int | None = N
     layer, and the fused attention kernel cannot be used), so short runs set it to 0.
     ``text_dim > 0`` adds the text side input and ``id_dropout`` its ID dropout (module docstring).
     ``alibi=True`` adds ALiBi's distance penalty to the attention scores (Press et al., ICLR 2022):
-    head ``h`` of ``n`` subtracts ``2^(-8 (h+1) / n) · |i - j|``, so at initialisation each head
-    already prefers nearby items, one sharply, the last almost not at all (see :meth:`BERT4Rec.attention_bias`).
+    head ``h`` of ``n`` subtracts ``2^(-m (h+1) / n) · |i - j|`` with ``m = alibi_max_bias`` (the
+    paper's 8), so at initialisation each head already prefers nearby items, one sharply, the last
+    almost not at all (see :meth:`BERT4Rec.attention_bias`); a smaller ``m`` makes every head
+    more local (with 2 heads, ``m = 4`` gives slopes 1/4 and 1/16 instead of 1/16 and 1/256).
     A checkpoint with it needs this class to load: plain ``BertForMaskedLM`` ignores the flag.
+    ``pass_through_init = s > 0`` starts every attention layer's value projection at the identity
+    and its output projection at ``s`` × identity, and the output head's dense layer at the
+    identity (see :meth:`BERT4Rec.init_pass_through`): from the first step a masked position
+    holds the attention-weighted average of the items around it, and the tied output head scores
+    every item by its similarity to that average. Only the initial weights change; a checkpoint
+    loads as any other.
     ``attn_implementation``: ``"sdpa"`` (PyTorch's fused
     ``scaled_dot_product_attention``) or ``"eager"`` (the textbook matmul–softmax–matmul).
     """
@@ -95,6 +103,10 @@ def bert4rec_config(n_items: int, *, max_len: int = 200, d_model: int | None = N
         raise ValueError(f"n_items must be >= 1, got {n_items}")
     if sizes["d_model"] % sizes["n_heads"]:
         raise ValueError(f"d_model ({sizes['d_model']}) must be divisible by n_heads ({sizes['n_heads']})")
+    if not (alibi_max_bias > 0.0 and np.isfinite(alibi_max_bias)):
+        raise ValueError(f"alibi_max_bias must be a finite number > 0, got {alibi_max_bias}")
+    if not (pass_through_init >= 0.0 and np.isfinite(pass_through_init)):
+        raise ValueError(f"pass_through_init must be a finite number >= 0, got {pass_through_init}")
     if attn_dropout is not None and not 0.0 <= attn_dropout < 1.0:
         raise ValueError(f"attn_dropout must be in [0, 1) or None, got {attn_dropout}")
     if not 0.0 <= id_dropout < 1.0 or (id_dropout and not text_dim):
@@ -107,6 +119,7 @@ def bert4rec_config(n_items: int, *, max_len: int = 200, d_model: int | None = N
         max_position_embeddings=max_len, type_vocab_size=1, pad_token_id=PAD,
         n_items=n_items, mask_token_id=n_items + 1, max_len=max_len, text_dim=int(text_dim),
         id_dropout=float(id_dropout), alibi=bool(alibi),
+        alibi_max_bias=float(alibi_max_bias), pass_through_init=float(pass_through_init),
         attn_implementation=attn_implementation, **extra,
     )
 
@@ -132,6 +145,33 @@ class BERT4Rec(ScorerMixin, BertForMaskedLM):
             torch.nn.init.normal_(self.text_proj.weight, std=config.initializer_range)
             self.register_buffer("item_text", torch.zeros(config.vocab_size, text_dim))
         self._blocked: torch.Tensor | None = None
+        if float(getattr(config, "pass_through_init", 0.0) or 0.0) > 0:
+            self.init_pass_through(float(config.pass_through_init))
+
+    @torch.no_grad()
+    def init_pass_through(self, scale: float = 4.0) -> None:
+        """Start each block's attention as a copy of what it attends to, and the head as the identity.
+
+        Every layer's value projection becomes the identity and its output projection ``scale``
+        × identity (biases zero), and the output head's dense layer the identity. Attention then
+        adds ``scale`` × (the attention-weighted average of its inputs) to the residual stream:
+        at a masked position, where the input holds only ``[MASK]`` and a position, that average
+        of the neighbouring items is the only trace of the context, and with Hugging Face's
+        random 0.02-scale weights it is scrambled and small until the projections have learnt to
+        carry it (the popularity plateau, chapter 06). ``scale`` makes the average, over many
+        items a short vector, count against the residual stream that the layer norm rescales.
+        """
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        H = self.config.hidden_size
+        eye = torch.eye(H, device=self.device, dtype=self.dtype)
+        for layer in self.bert.encoder.layer:
+            for lin, s in ((layer.attention.self.value, 1.0), (layer.attention.output.dense, scale)):
+                lin.weight.copy_(s * eye)
+                lin.bias.zero_()
+        dense = self.cls.predictions.transform.dense
+        dense.weight.copy_(eye)
+        dense.bias.zero_()
 
     @classmethod
     def for_items(cls, n_items: int, **config_kwargs) -> "BERT4Rec":
@@ -315,16 +355,17 @@ class BERT4Rec(ScorerMixin, BertForMaskedLM):
     def attention_bias(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """ALiBi: ``(B, W)`` 1/0 padding mask → ``(B, heads, W, W)`` additive attention bias.
 
-        ``bias[b, h, i, j] = -slope_h · |i - j|`` with ``slope_h = 2^(-8 (h+1) / heads)``
-        (the ALiBi paper's slopes, bidirectional), and the most negative number where
-        ``j`` is padding, so that no position attends to padding.
+        ``bias[b, h, i, j] = -slope_h · |i - j|`` with ``slope_h = 2^(-m (h+1) / heads)``, ``m`` the
+        config's ``alibi_max_bias`` (the ALiBi paper's slopes with its ``m = 8``, bidirectional), and
+        the most negative number where ``j`` is padding, so that no position attends to padding.
         """
         B, W = attention_mask.shape
         heads = self.config.num_attention_heads
         dtype = self.bert.embeddings.word_embeddings.weight.dtype
         if torch.is_autocast_enabled(self.device.type):
             dtype = torch.get_autocast_dtype(self.device.type)
-        slopes = 2.0 ** (-8.0 * torch.arange(1, heads + 1, device=self.device) / heads)          # (heads,)
+        m = float(getattr(self.config, "alibi_max_bias", 8.0))
+        slopes = 2.0 ** (-m * torch.arange(1, heads + 1, device=self.device) / heads)            # (heads,)
         pos = torch.arange(W, device=self.device)
         dist = (pos[:, None] - pos[None, :]).abs()                                              # (W, W)
         bias = (-slopes[:, None, None] * dist).unsqueeze(0).repeat(B, 1, 1, 1)                 # (B, heads, W, W)

@@ -18,4 +18,15 @@ QUESTIONS = [
                       "Its position in the catalogue", "Nothing until it is clicked"),
              answer=1, why="An id embedding of an unseen item is untrained; text embeddings (MiniLM) exist from "
                            "day one, which is what cold-start recommendation uses."),
+    Question("06.4", "BERT4Rec sat on the popularity plateau for minutes. In the chapter's probes, what took it off "
+             "within a few hundred steps?",
+             options=("A shorter warm-up and a higher peak learning rate",
+                      "Hiding more items (mask rate 0.4 instead of 0.2)",
+                      "Attention's value and output projections starting at the identity, with attention biased "
+                      "towards nearby items",
+                      "Starting the output bias at the items' log popularity"),
+             answer=2, why="A masked position knows the user only through W_O W_V applied to its context, random at "
+                           "the start: a scrambled copy. Pass-through initialisation passes the context on "
+                           "unchanged and ALiBi makes it the nearby items; neither alone, nor any of the "
+                           "hyper-parameters, did it."),
 ]

@@ -346,6 +346,9 @@ def ann_section(model, U, args) -> dict:
     return out
 
 
+LEVELS = (1, 8, 64)
+
+
 def service_section(model, split, args) -> dict:
     """The HTTP service on the ML-1M max_len-200 bundle: closed-loop load at concurrency 1, 8, 64.
 
@@ -383,7 +386,7 @@ def service_section(model, split, args) -> dict:
                             os.sched_setaffinity(0, {all_cpus[0]})
                         try:
                             rows = []
-                            for c in (1, 8, 64):
+                            for c in LEVELS:
                                 runs = []
                                 for r in range(args.repeats):
                                     before = srv_health(srv)
@@ -403,11 +406,30 @@ def service_section(model, split, args) -> dict:
                                 rows.append({"concurrency": c, **median, "5xx": sum(run["5xx"] for run in runs),
                                              "transport_errors": sum(run["transport_errors"] for run in runs),
                                              "runs": runs})
+                                if c == max(LEVELS):
+                                    # the same level without warm-up: all c clients connect and send at once,
+                                    # and that start-up burst is part of what is measured (the earlier method)
+                                    cold = []
+                                    for r in range(args.repeats):
+                                        res = loadtest.load_test(srv.url, bodies, concurrency=c,
+                                                                 n_requests=args.requests, time_limit_s=120,
+                                                                 warmup=0, client=client)
+                                        cold.append(res.row() | {"load_average": load()})
+                                        log(f"service {key}, concurrency {c} from a cold start, run {r + 1}: "
+                                            f"p50 {res.p50_ms:.1f} p99 {res.p99_ms:.1f} max {res.max_ms:.1f} ms")
+                                    rows[-1]["cold_start"] = {
+                                        **{f: statistics.median(run[f] for run in cold)
+                                           for f in ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "max_ms")},
+                                        "5xx": sum(run["5xx"] for run in cold), "runs": cold}
                         finally:
                             os.sched_setaffinity(0, all_cpus)
                     out[key] = rows
     out["client"] = ("course_lib.loadtest (aiohttp, one asyncio loop), in this process; keys ending "
                      "'client=httpx': httpx's AsyncClient instead (the earlier figures' client)")
+    out["warmup"] = ("each measured run follows 2 x concurrency warm-up requests on the same connections, "
+                     "without a pause (steady state); 'cold_start' at the highest level: the same run without "
+                     "warm-up, all clients connecting and sending at once (before 2026-12-03 the warm-up ran on "
+                     "other connections, so every run measured that start-up burst)")
     out["requests_per_level"] = args.requests
     return out
 

@@ -239,6 +239,22 @@ def test_small_load_has_no_server_errors(server, client):
 
 
 @pytest.mark.parametrize("client", L.CLIENTS)
+def test_warm_up_requests_are_sent_but_not_measured(server, client):
+    """The warm-up runs first on the same connections: the server answers warm-up + measured requests, the
+    result holds only the measured ones (a warm-up of bad requests leaves no 422 in it)."""
+    before = httpx.get(f"{server.url}/health").json()["requests"]
+    payloads = [{"user_id": USERS[0], "k": 0}] * 20 + [{"user_id": USERS[i % len(USERS)], "k": 10} for i in range(30)]
+    result = L.load_test(server.url, payloads, concurrency=4, n_requests=30, warmup=20, client=client)
+    after = httpx.get(f"{server.url}/health").json()["requests"]
+    assert result.requests == 30 and len(result.latencies_ms) == 30
+    assert set(result.status_counts) == {200} and sum(result.status_counts.values()) == 30   # bad ones were warm-up
+    assert after - before == 30                            # the 20 bad warm-up requests never reached the model
+    assert result.throughput_rps > 0 and result.wall_s > 0
+    with pytest.raises(ValueError, match="warmup"):
+        L.load_test(server.url, payloads, concurrency=1, n_requests=1, warmup=-1)
+
+
+@pytest.mark.parametrize("client", L.CLIENTS)
 def test_load_test_counts_status_codes_and_refused_connections(server, client):
     """Both clients send the same JSON bodies: a bad one gets its 4xx, and a closed port counts as
     transport errors, not as answers."""

@@ -386,7 +386,7 @@ def service_section(model, split, args) -> dict:
                             os.sched_setaffinity(0, {all_cpus[0]})
                         try:
                             rows = []
-                            for c in LEVELS:
+                            for c in args.levels:
                                 runs = []
                                 for r in range(args.repeats):
                                     before = srv_health(srv)
@@ -406,7 +406,7 @@ def service_section(model, split, args) -> dict:
                                 rows.append({"concurrency": c, **median, "5xx": sum(run["5xx"] for run in runs),
                                              "transport_errors": sum(run["transport_errors"] for run in runs),
                                              "runs": runs})
-                                if c == max(LEVELS):
+                                if c == max(args.levels):
                                     # the same level without warm-up: all c clients connect and send at once,
                                     # and that start-up burst is part of what is measured (the earlier method)
                                     cold = []
@@ -464,6 +464,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="service: client and server on the same cores, or pinned to different ones")
     parser.add_argument("--client", nargs="+", default=["aiohttp"], choices=list(loadtest.CLIENTS),
                         help="service: the load test's HTTP client (httpx's pool is slow at concurrency 64)")
+    parser.add_argument("--levels", type=int, nargs="+", default=list(LEVELS),
+                        help="service: the concurrencies measured (the highest also from a cold start)")
+    parser.add_argument("--service-key", default="service",
+                        help="service: the JSON section to write (e.g. service_c64 for a run of one level)")
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args(argv)
@@ -516,7 +520,7 @@ def main(argv: list[str] | None = None) -> None:
                 U = model.encode_last(split.history("test"))
         save("ann", ann_section(model, U, args))
     if "service" in args.sections:
-        save("service", {**service_section(model, split, args), "target": "p99 <= 50 ms and >= 300 requests/s "
+        save(args.service_key, {**service_section(model, split, args), "target": "p99 <= 50 ms and >= 300 requests/s "
                          "at concurrency 8; at concurrency 64 micro-batching no worse than without"})
 
 

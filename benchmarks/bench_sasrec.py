@@ -252,7 +252,8 @@ def main() -> None:
     parser.add_argument("part", choices=("throughput", "quality", "shop", "all"))
     parser.add_argument("--budget", type=float, default=600.0, help="seconds of training per quality run")
     parser.add_argument("--runs", default="tuned,plain", help="quality runs, comma-separated: tuned, plain, "
-                        "wide, deep (capacity probes), wide-drop3, wide-wd (regularised wide), race-ce, race-bce, race-sampled, race-gru4rec "
+                        "wide, deep (capacity probes), wide-drop3, wide-wd (regularised wide), "
+                        "race-ce, race-bce, race-sampled, race-gru4rec "
                         "(chapter 04's race)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the quality runs (keys get ', seed N' if not 0)")

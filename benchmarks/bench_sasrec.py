@@ -207,8 +207,11 @@ def quality(budget_s: float = 600.0, which: tuple[str, ...] = ("tuned", "plain")
                "wide-drop3": (WIDE_DROP3_MODEL, TUNED_TRAIN, 20), "wide-wd": (WIDE_MODEL, WD_TRAIN, 20)}
     for name in which:
         runs: dict = {}
-        # the 10-minute runs keep their plain names (chapter 04 reads runs["tuned"]); other budgets get their own key
-        key = (name if budget_s == 600 else f"{name}, {budget_s:g} s") + (f", seed {seed}" if seed else "")
+        # the 10-minute runs keep their plain names (chapter 04 reads runs["tuned"]); other budgets get their own key,
+        # and so do longer runs on more than one thread (the one-thread hours ran two side by side)
+        threads = torch.get_num_threads()
+        key = ((name if budget_s == 600 else f"{name}, {budget_s:g} s") + (f", seed {seed}" if seed else "")
+               + (f", {threads} threads" if threads > 1 and budget_s != 600 else ""))
         if name in RACES:
             arch, loss = RACES[name]
             model_kw = TUNED_MODEL if arch == "sasrec" else GRU4REC_MODEL

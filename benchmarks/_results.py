@@ -15,11 +15,24 @@ from pathlib import Path
 
 import torch
 
+from course_lib.train.trainer import bf16_supported
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), '' elsewhere."""
+    try:
+        return next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                     if ln.startswith("model name")), "")
+    except OSError:
+        return ""
+
 
 def machine() -> dict:
-    """The facts that change a timing: cores, torch threads and version, platform, CPU vector unit."""
+    """The facts that change a timing: cores, torch threads and version, platform, CPU model and vector unit, and
+    whether the CPU runs bf16 natively (then ``precision="auto"`` trains in bf16 autocast)."""
     return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "platform": platform.platform(terse=True), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+            "platform": platform.platform(terse=True), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_model": cpu_model(), "bf16_native": bf16_supported(torch.device("cpu"))}
 
 
 def save_section(out: Path, section: str, payload: dict) -> None:

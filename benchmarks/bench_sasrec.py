@@ -77,15 +77,6 @@ def ml1m():
     return leave_one_out(load_dataset("ml-1m"), min_item_interactions=5)
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux), '' elsewhere."""
-    try:
-        return next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                     if ln.startswith("model name")), "")
-    except OSError:
-        return ""
-
-
 def save(section: str, payload: dict) -> None:
     save_section(OUT, section, payload)
 
@@ -232,14 +223,13 @@ def quality(budget_s: float = 600.0, which: tuple[str, ...] = ("tuned", "plain")
             every = every * max(1, round(budget_s / 600))                 # about as many validations in a longer run
             runs[key] = train_budgeted(split, model_kw, train_kw, budget_s=budget_s, epochs=1000,
                                        eval_every_steps=every, seed=seed)
-        runs[key]["torch_threads"] = torch.get_num_threads()
+        runs[key]["torch_threads"] = threads
         # the top-level "machine" is the last writer's; a run keeps its own (these machines differ by day:
         # AVX2 without native bf16, or AVX-512 with AMX, where precision="auto" trains in bf16)
-        runs[key]["machine"] = {**machine(), "cpu_model": cpu_model(),
-                                "bf16_native": bf16_supported(torch.device("cpu"))}
+        runs[key]["machine"] = machine()
         runs[key]["command"] = (f".venv/bin/python benchmarks/bench_sasrec.py quality --budget {budget_s:g}"
                                 f" --runs {name}" + (f" --seed {seed}" if seed else "")
-                                + (f" --threads {torch.get_num_threads()}" if torch.get_num_threads() != os.cpu_count()
+                                + (f" --threads {threads}" if threads != os.cpu_count()
                                    else ""))
         print(f"{key}:", runs[key]["test"], runs[key]["seconds_to_valid_ndcg_0.15"], flush=True)
         finished = runs[key]

@@ -45,7 +45,7 @@ from course_lib.models.bert4rec import BERT4Rec, MaskedItemCollator
 from course_lib.models.gpt_rec import GPTRec, NextItemCollator
 from course_lib.train import TrainConfig, Trainer
 
-from _results import interleaved_rounds, save_section
+from _results import interleaved_rounds, machine, save_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHED = {"BERT4Rec (Klenitskiy & Vasilev 2023)": {"HR@10": 0.2843, "NDCG@10": 0.1537},
@@ -196,6 +196,7 @@ def quality(split, out: Path, budget_s: float, eval_every_steps: int | None, eva
         run = train_budgeted(split, arch, budget_s=budget_s, eval_every_steps=eval_every_steps, eval_users=eval_users,
                              recipe=recipe)
         run["torch_threads"] = torch.get_num_threads()
+        run["machine"] = machine()                       # the file's top-level machine is the last writer's
         threads = torch.get_num_threads()
         run["command"] = (f".venv/bin/python benchmarks/bench_pretraining.py quality --budget {budget_s:g}"
                           f" --archs {arch}" + (f" --recipe {recipe}" if other else "")
@@ -307,15 +308,17 @@ def plateau(split, *, steps: int, eval_every_steps: int, eval_users: int, names:
         ys = np.array(run["curve"]["NDCG@10"])
         off = np.flatnonzero(ys >= 2 * popular)
         run.update(change={k: v for k, v in change.items()}, load_average_before=load_before,
-                   load_average_after=os.getloadavg(), torch_threads=torch.get_num_threads(),
+                   load_average_after=os.getloadavg(), torch_threads=torch.get_num_threads(), machine=machine(),
                    off_plateau_step=int(run["curve"]["step"][off[0]]) if len(off) else None,
                    off_plateau_train_s=float(run["curve"]["train_s"][off[0]]) if len(off) else None)
         if out is not None and out.exists():            # another process may have added probes meanwhile
             result["probes"] = {**json.loads(out.read_text()).get("plateau", {}).get("probes", {}),
                                 **result["probes"]}
-        result["probes"][name] = run
+        # probes on more than one thread get their own key (chapter 06 compares the one-thread probes by name)
+        key = name + (f", {run['torch_threads']} threads" if run["torch_threads"] > 1 else "")
+        result["probes"][key] = run
         secs = run["off_plateau_train_s"]
-        print(f"{name:70s} off the plateau at step {run['off_plateau_step']} "
+        print(f"{key:70s} off the plateau at step {run['off_plateau_step']} "
               f"({'-' if secs is None else round(secs)} s); NDCG@10 at the end {ys[-1]:.4f}", flush=True)
         if out is not None:
             save(out, "plateau", result)

@@ -159,8 +159,9 @@ def throughput(rounds: int = 5, batches_per_round: int = 6) -> dict:
 # --------------------------------------------------------------------------- quality
 def train_budgeted(split, model_kw: dict, train_kw: dict, *, budget_s: float, epochs: int, loss: str = "ce",
                    arch: str = "sasrec", max_len: int = 200, seed: int = 0, eval_users: int | None = None,
-                   eval_every_steps: int | None = 20) -> dict:
-    """Train for ``budget_s`` seconds of training (the cosine schedule spans ``epochs``), validate every epoch."""
+                   eval_every_steps: int | None = 20, eval_every: int = 1) -> dict:
+    """Train for ``budget_s`` seconds of training (the cosine schedule spans ``epochs``), validate every
+    ``eval_every`` epochs (and every ``eval_every_steps`` steps)."""
     torch.manual_seed(seed)
     if arch == "sasrec":
         model = SASRec(SASRecConfig(n_items=split.n_items, max_len=max_len, loss=loss, **model_kw))
@@ -168,7 +169,7 @@ def train_budgeted(split, model_kw: dict, train_kw: dict, *, budget_s: float, ep
         model = GRU4Rec(GRU4RecConfig(n_items=split.n_items, max_len=max_len, loss=loss, **model_kw))
     collate = SequenceCollator(split.n_items, max_len, loss=loss, trim=train_kw.get("bucket_by_length", False),
                                seed=seed)
-    cfg = TrainConfig(epochs=epochs, time_budget_s=budget_s, eval_every=1, eval_every_steps=eval_every_steps,
+    cfg = TrainConfig(epochs=epochs, time_budget_s=budget_s, eval_every=eval_every, eval_every_steps=eval_every_steps,
                       eval_users=eval_users, seed=seed, progress=False, log_every=1, **train_kw)
     trainer = Trainer(model, split.train, collate=collate, split=split, config=cfg, device="cpu")
     load_before = os.getloadavg()
@@ -199,7 +200,8 @@ RACES = {"race-ce": ("sasrec", "ce"), "race-bce": ("sasrec", "bce"), "race-sampl
          "race-gru4rec": ("gru4rec", "ce")}
 
 
-def quality(budget_s: float = 600.0, which: tuple[str, ...] = ("tuned", "plain"), seed: int = 0) -> dict:
+def quality(budget_s: float = 600.0, which: tuple[str, ...] = ("tuned", "plain"), seed: int = 0,
+            valid_every: int | None = None) -> dict:
     """Budgeted runs; each finished run is saved at once (a long benchmark interrupted keeps what it has)."""
     split = ml1m()
     recipes = {"tuned": (TUNED_MODEL, TUNED_TRAIN, 20), "plain": (PLAIN_MODEL, PLAIN_TRAIN, 40),
@@ -221,14 +223,17 @@ def quality(budget_s: float = 600.0, which: tuple[str, ...] = ("tuned", "plain")
             model_kw, train_kw, every = recipes[name]
             # the cosine of the tuned recipe spans the time budget (schedule_unit="time"): every run ends annealed
             every = every * max(1, round(budget_s / 600))                 # about as many validations in a longer run
+            if valid_every:      # every that many epochs only (on 2 threads validation nearly doubled wall time)
+                every = None
             runs[key] = train_budgeted(split, model_kw, train_kw, budget_s=budget_s, epochs=1000,
-                                       eval_every_steps=every, seed=seed)
+                                       eval_every_steps=every, seed=seed, eval_every=valid_every or 1)
         runs[key]["torch_threads"] = threads
         # the top-level "machine" is the last writer's; a run keeps its own (these machines differ by day:
         # AVX2 without native bf16, or AVX-512 with AMX, where precision="auto" trains in bf16)
         runs[key]["machine"] = machine()
         runs[key]["command"] = (f".venv/bin/python benchmarks/bench_sasrec.py quality --budget {budget_s:g}"
                                 f" --runs {name}" + (f" --seed {seed}" if seed else "")
+                                + (f" --valid-every {valid_every}" if valid_every else "")
                                 + (f" --threads {threads}" if threads != os.cpu_count()
                                    else ""))
         print(f"{key}:", runs[key]["test"], runs[key]["seconds_to_valid_ndcg_0.15"], flush=True)
@@ -263,6 +268,8 @@ def main() -> None:
                         "(chapter 04's race)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the quality runs (keys get ', seed N' if not 0)")
+    parser.add_argument("--valid-every", type=int, default=None,
+                        help="quality: validate every N epochs only (default: every epoch and every 20-120 steps)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -270,7 +277,7 @@ def main() -> None:
     if args.part in ("throughput", "all"):
         save("throughput", throughput())
     if args.part in ("quality", "all"):
-        save("quality", quality(args.budget, tuple(args.runs.split(",")), args.seed))
+        save("quality", quality(args.budget, tuple(args.runs.split(",")), args.seed, args.valid_every))
     if args.part in ("shop", "all"):
         save("shop", shop())
 

@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/bench_sasrec.py throughput      # ~10 min  -> results/sasrec.json
     .venv/bin/python benchmarks/bench_sasrec.py quality         # ~25 min  -> results/sasrec.json
     .venv/bin/python benchmarks/bench_sasrec.py quality --budget 3600 --runs tuned --threads 1 --seed 1   # another seed
+    .venv/bin/python benchmarks/bench_sasrec.py quality --budget 1800 --runs wide-drop3 --threads 2 --valid-every 5
     .venv/bin/python benchmarks/bench_sasrec.py shop            # ~5 min   -> results/sasrec.json
     .venv/bin/python benchmarks/bench_sasrec.py all
 

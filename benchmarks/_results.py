@@ -35,16 +35,24 @@ def machine() -> dict:
             "cpu_model": cpu_model(), "bf16_native": bf16_supported(torch.device("cpu"))}
 
 
-def save_section(out: Path, section: str, payload: dict) -> None:
-    """Set ``section`` of the JSON file ``out`` (other sections are kept), written atomically."""
+def save_section(out: Path, section: str, payload: dict, top_machine: bool = True) -> None:
+    """Set ``section`` of the JSON file ``out`` (other sections are kept), written atomically.
+
+    The file's top-level ``machine`` is set to this one's, unless ``top_machine`` is False: sections whose
+    entries each record their own machine (long quality runs, plateau probes, run on different days and
+    CPUs) pass False, so that adding one run does not re-label the sections measured as a whole.
+    """
     doc = json.loads(out.read_text()) if out.exists() else {}
-    doc["machine"] = machine()
+    if top_machine or "machine" not in doc:
+        doc["machine"] = machine()
     doc[section] = payload
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2))
     tmp.replace(out)                                   # a run interrupted mid-write leaves the old file whole
-    print(f"-> {out.relative_to(Path(__file__).resolve().parents[1])} [{section}]")
+    root = Path(__file__).resolve().parents[1]
+    shown = out.resolve().relative_to(root) if out.resolve().is_relative_to(root) else out   # a scratch file: as given
+    print(f"-> {shown} [{section}]")
 
 
 def interleaved_rounds(runners: list[tuple[str, Callable[[int], tuple[int, float]]]], rounds: int,

@@ -196,7 +196,7 @@ def quality(split, out: Path, budget_s: float, eval_every_steps: int | None, eva
         run = train_budgeted(split, arch, budget_s=budget_s, eval_every_steps=eval_every_steps, eval_users=eval_users,
                              recipe=recipe)
         run["torch_threads"] = torch.get_num_threads()
-        run["machine"] = machine()                       # the file's top-level machine is the last writer's
+        run["machine"] = machine()                       # each run its own; the top-level one is left alone
         threads = torch.get_num_threads()
         run["command"] = (f".venv/bin/python benchmarks/bench_pretraining.py quality --budget {budget_s:g}"
                           f" --archs {arch}" + (f" --recipe {recipe}" if other else "")
@@ -205,7 +205,7 @@ def quality(split, out: Path, budget_s: float, eval_every_steps: int | None, eva
             result["runs"] = {**json.loads(out.read_text()).get("quality", {}).get("runs", {}), **result["runs"]}
         result["runs"][f"{arch}{f' {recipe}' if other else ''}, {budget_s:g} s"] = run
         print(f"{arch}: {run['steps']} steps, test {run['test']}", flush=True)
-        save(out, "quality", result)
+        save(out, "quality", result, top_machine=False)
     return result
 
 
@@ -321,7 +321,7 @@ def plateau(split, *, steps: int, eval_every_steps: int, eval_users: int, names:
         print(f"{key:70s} off the plateau at step {run['off_plateau_step']} "
               f"({'-' if secs is None else round(secs)} s); NDCG@10 at the end {ys[-1]:.4f}", flush=True)
         if out is not None:
-            save(out, "plateau", result)
+            save(out, "plateau", result, top_machine=False)
     return result
 
 

@@ -79,7 +79,8 @@ def ml1m():
 
 
 def save(section: str, payload: dict) -> None:
-    save_section(OUT, section, payload)
+    # quality runs carry their own machine: they leave the file's top-level machine (the throughput ladder's) alone
+    save_section(OUT, section, payload, top_machine=section != "quality")
 
 
 # --------------------------------------------------------------------------- throughput
@@ -229,8 +230,8 @@ def quality(budget_s: float = 600.0, which: tuple[str, ...] = ("tuned", "plain")
             runs[key] = train_budgeted(split, model_kw, train_kw, budget_s=budget_s, epochs=1000,
                                        eval_every_steps=every, seed=seed, eval_every=valid_every or 1)
         runs[key]["torch_threads"] = threads
-        # the top-level "machine" is the last writer's; a run keeps its own (these machines differ by day:
-        # AVX2 without native bf16, or AVX-512 with AMX, where precision="auto" trains in bf16)
+        # each run keeps its own machine (these differ by day: AVX2 without native bf16, or AVX-512 with AMX,
+        # where precision="auto" trains in bf16); the file's top-level machine is the throughput ladder's
         runs[key]["machine"] = machine()
         runs[key]["command"] = (f".venv/bin/python benchmarks/bench_sasrec.py quality --budget {budget_s:g}"
                                 f" --runs {name}" + (f" --seed {seed}" if seed else "")
